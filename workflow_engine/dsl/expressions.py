@@ -1,0 +1,102 @@
+"""`${{ expr }}` templates: find, compile (CEL) and render them deterministically."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from .errors import ExpressionError
+
+TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+ROOT_NAMES = ("params", "tasks", "item", "index", "workflow", "error", "secrets")
+MAX_EXPRESSION_CHARS = 2000
+_BOUND = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_TASK_REF = re.compile(r"\btasks\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+
+Path = tuple[str | int, ...]
+
+
+def iter_templates(value: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+    """Yield (path, expression source) for every `${{ }}` inside nested strings."""
+    if isinstance(value, str):
+        for match in TEMPLATE.finditer(value):
+            yield path, match.group(1).strip()
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from iter_templates(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from iter_templates(item, (*path, index))
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> cel.Program:
+    """Compile one CEL expression, refusing empty and oversized sources."""
+    if not source:
+        raise ExpressionError("empty expression")
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        return cel.compile(source)
+    except (ValueError, RuntimeError) as exc:
+        raise ExpressionError(f"invalid expression {source!r}: {exc}") from None
+
+
+def root_names(source: str) -> list[str]:
+    """Return the free variable names an expression reads, in sorted order."""
+    bound = set(_BOUND.findall(source))
+    return [name for name in compile_expression(source).variables() if name not in bound]
+
+
+def referenced_tasks(source: str) -> list[str]:
+    """Return the task ids an expression reads through `tasks.<id>`."""
+    return [dotted or quoted for dotted, quoted in _TASK_REF.findall(source)]
+
+
+def evaluate(source: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate one expression against a context; failures become `ExpressionError`."""
+    program = compile_expression(source)
+    try:
+        return program.execute(dict(context))
+    except KeyError as exc:
+        raise ExpressionError(f"{source!r}: no such key {exc}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ExpressionError(f"{source!r}: {exc}") from None
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render templates in nested data: a lone expression keeps its type, others become text."""
+    if isinstance(value, str):
+        matches = list(TEMPLATE.finditer(value))
+        if not matches:
+            return value
+        if len(matches) == 1 and matches[0].span() == (0, len(value)):
+            return evaluate(matches[0].group(1).strip(), context)
+        return TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1).strip(), context)), value)
+    if isinstance(value, Mapping):
+        return {key: render(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, context) for item in value]
+    return value
+
+
+def is_true(value: Any) -> bool:
+    """Decide a `when` condition: only a boolean true runs the task."""
+    return value is True

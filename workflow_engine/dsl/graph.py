@@ -1,0 +1,59 @@
+"""The task dependency graph: implicit edges, cycle detection and upstream sets."""
+
+from __future__ import annotations
+
+from .model import WorkflowDefinition
+
+Graph = dict[str, tuple[str, ...]]
+
+
+def dependencies(definition: WorkflowDefinition) -> Graph:
+    """Return each task's dependencies; omitted `depends_on` means the previous task."""
+    graph: Graph = {}
+    previous: str | None = None
+    for task in definition.tasks:
+        if task.depends_on is None:
+            graph[task.id] = (previous,) if previous else ()
+        else:
+            graph[task.id] = tuple(dict.fromkeys(task.depends_on))
+        previous = task.id
+    return graph
+
+
+def find_cycle(graph: Graph) -> list[str] | None:
+    """Return one cycle as a closed list of ids (`a -> b -> a`), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def upstream(graph: Graph, task_id: str) -> frozenset[str]:
+    """Return every task that must finish before `task_id` starts."""
+    seen: set[str] = set()
+    pending = list(graph.get(task_id, ()))
+    while pending:
+        node = pending.pop()
+        if node not in seen:
+            seen.add(node)
+            pending.extend(graph.get(node, ()))
+    return frozenset(seen)

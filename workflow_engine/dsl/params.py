@@ -1,0 +1,70 @@
+"""Validation and coercion of the parameters of one run against the declared specs."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from .errors import DslError, Issue
+from .model import ParamSpec, WorkflowDefinition
+
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "datetime": (str,),
+}
+
+
+def check_value(value: Any, spec: ParamSpec, *, check_enum: bool = True) -> list[str]:
+    """Return every way `value` breaks `spec` (empty when it is fine)."""
+    expected = _PY_TYPES[spec.type]
+    if isinstance(value, bool) and spec.type != "boolean" or not isinstance(value, expected):
+        return [f"expected {spec.type}, got {_type_name(value)}"]
+    problems = []
+    if spec.type == "datetime":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            problems.append(f"{value!r} is not an ISO 8601 datetime")
+    if check_enum and spec.enum is not None and value not in spec.enum:
+        problems.append(f"{value!r} is not one of {spec.enum}")
+    if isinstance(value, int | float):
+        if spec.minimum is not None and value < spec.minimum:
+            problems.append(f"{value} is less than the minimum {spec.minimum:g}")
+        if spec.maximum is not None and value > spec.maximum:
+            problems.append(f"{value} is greater than the maximum {spec.maximum:g}")
+    if spec.pattern is not None and isinstance(value, str) and not re.search(spec.pattern, value):
+        problems.append(f"{value!r} does not match the pattern {spec.pattern!r}")
+    return problems
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def resolve_params(definition: WorkflowDefinition, given: dict[str, Any]) -> dict[str, Any]:
+    """Apply defaults and check types; raise `DslError` with every problem at once."""
+    issues: list[Issue] = []
+    resolved: dict[str, Any] = {}
+    for name in sorted(set(given) - set(definition.params)):
+        issues.append(Issue(f"parameters.{name}", "unknown parameter", "<request>"))
+    for name, spec in definition.params.items():
+        if name not in given or given[name] is None:
+            if spec.required:
+                issues.append(Issue(f"parameters.{name}", "required parameter is missing", "<request>"))
+            else:
+                resolved[name] = spec.default
+            continue
+        value = given[name]
+        problems = check_value(value, spec)
+        issues.extend(Issue(f"parameters.{name}", msg, "<request>") for msg in problems)
+        resolved[name] = float(value) if spec.type == "number" else value
+    if issues:
+        raise DslError(issues)
+    return resolved

@@ -1,0 +1,46 @@
+"""Error tree shared by every layer; each error has a stable code and an HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EngineError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code = "error"
+    status_code = 500
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        """Keep a human message and optional structured details."""
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class NotFoundError(EngineError):
+    """A workflow, revision or execution that does not exist."""
+
+    code = "not_found"
+    status_code = 404
+
+
+class ValidationFailedError(EngineError):
+    """Input (a definition or run parameters) that does not pass validation."""
+
+    code = "validation_failed"
+    status_code = 422
+
+
+class ConflictError(EngineError):
+    """A request that conflicts with the current state."""
+
+    code = "conflict"
+    status_code = 409
+
+
+class UnavailableError(EngineError):
+    """A dependency (Temporal, the database) that cannot be reached."""
+
+    code = "unavailable"
+    status_code = 503
