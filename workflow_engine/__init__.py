@@ -1,0 +1,1 @@
+"""workflow-engine: durable YAML workflows on Temporal."""

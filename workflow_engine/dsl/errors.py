@@ -11,14 +11,16 @@ class Issue:
 
     path: str
     message: str
-    file: str = "<string>"
+    file: str | None = "<string>"
     line: int | None = None
     column: int | None = None
 
     def __str__(self) -> str:
         """Render as `path: message (file:line:col)`."""
-        where = self.file if self.line is None else f"{self.file}:{self.line}:{self.column}"
         prefix = f"{self.path}: " if self.path else ""
+        if self.file is None:
+            return f"{prefix}{self.message}"
+        where = self.file if self.line is None else f"{self.file}:{self.line}:{self.column}"
         return f"{prefix}{self.message} ({where})"
 
     def as_dict(self) -> dict[str, object]:

@@ -28,7 +28,7 @@ def check_value(value: Any, spec: ParamSpec, *, check_enum: bool = True) -> list
     problems = []
     if spec.type == "datetime":
         try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
+            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             problems.append(f"{value!r} is not an ISO 8601 datetime")
     if check_enum and spec.enum is not None and value not in spec.enum:
@@ -53,17 +53,17 @@ def resolve_params(definition: WorkflowDefinition, given: dict[str, Any]) -> dic
     issues: list[Issue] = []
     resolved: dict[str, Any] = {}
     for name in sorted(set(given) - set(definition.params)):
-        issues.append(Issue(f"parameters.{name}", "unknown parameter", "<request>"))
+        issues.append(Issue(f"parameters.{name}", "unknown parameter", None))
     for name, spec in definition.params.items():
         if name not in given or given[name] is None:
             if spec.required:
-                issues.append(Issue(f"parameters.{name}", "required parameter is missing", "<request>"))
+                issues.append(Issue(f"parameters.{name}", "required parameter is missing", None))
             else:
                 resolved[name] = spec.default
             continue
         value = given[name]
         problems = check_value(value, spec)
-        issues.extend(Issue(f"parameters.{name}", msg, "<request>") for msg in problems)
+        issues.extend(Issue(f"parameters.{name}", msg, None) for msg in problems)
         resolved[name] = float(value) if spec.type == "number" else value
     if issues:
         raise DslError(issues)

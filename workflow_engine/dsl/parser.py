@@ -27,14 +27,14 @@ class _CountingLoader(yaml.SafeLoader):
 
     aliases = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         """Count aliases before composing them."""
         if self.check_event(AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise _Refused(f"more than {MAX_ALIASES} YAML aliases", mark.line + 1, mark.column + 1)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
 
 class _Refused(Exception):
@@ -70,14 +70,10 @@ class _Builder:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     raise _Refused("YAML merge keys (<<) are not supported", *_pos(key_node))
                 if not isinstance(key_node, ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                    raise _Refused(
-                        f"{format_path(path) or 'document'}: keys must be strings", *_pos(key_node)
-                    )
+                    raise _Refused(f"{format_path(path) or 'document'}: keys must be strings", *_pos(key_node))
                 key = key_node.value
                 if key in result:
-                    raise _Refused(
-                        f"{format_path((*path, key))}: duplicate key {key!r}", *_pos(key_node)
-                    )
+                    raise _Refused(f"{format_path((*path, key))}: duplicate key {key!r}", *_pos(key_node))
                 self.marks[(*path, key)] = _pos(key_node)
                 result[key] = self.build(value_node, (*path, key))
             return result

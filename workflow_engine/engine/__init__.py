@@ -1,7 +1,7 @@
 """Runs definitions on Temporal: the interpreter workflow, built-in activities, client helpers."""
 
 from .activities import BuiltinActivities
-from .client import connect, describe_execution, start_execution
+from .client import TemporalConnection, connect, describe_execution, start_execution
 from .interpreter import Interpreter
 from .types import ActivityInput, ActivityResult, RunInput
 
@@ -11,6 +11,7 @@ __all__ = [
     "BuiltinActivities",
     "Interpreter",
     "RunInput",
+    "TemporalConnection",
     "connect",
     "describe_execution",
     "start_execution",

@@ -25,9 +25,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def _fail(message: str, error_type: str, *, non_retryable: bool = False) -> ApplicationError:
-    return ApplicationError(
-        message, {"attempt": activity.info().attempt}, type=error_type, non_retryable=non_retryable
-    )
+    return ApplicationError(message, {"attempt": activity.info().attempt}, type=error_type, non_retryable=non_retryable)
 
 
 class BuiltinActivities:

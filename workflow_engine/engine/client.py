@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +38,23 @@ async def connect(settings: Settings) -> Client:
         raise UnavailableError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
 
 
+class TemporalConnection:
+    """Connects on first use and keeps the client, so a process can start before Temporal is up."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        """Remember the settings; `client` lets callers share an existing connection."""
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        """Return the connected client, connecting now if needed."""
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect(self._settings)
+            return self._client
+
+
 async def start_execution(
     client: Client,
     *,
@@ -44,7 +62,7 @@ async def start_execution(
     execution_id: str,
     task_queue: str,
     run_input: RunInput,
-    timeout: timedelta | None = None,
+    execution_timeout: timedelta | None = None,
 ) -> None:
     """Start one run of the interpreter under the workflow type `workflow_name`."""
     try:
@@ -53,7 +71,7 @@ async def start_execution(
             run_input,
             id=execution_id,
             task_queue=task_queue,
-            execution_timeout=timeout,
+            execution_timeout=execution_timeout,
             static_summary=f"{workflow_name} rev {run_input.revision}",
         )
     except RPCError as exc:

@@ -73,15 +73,27 @@ class Interpreter:
         definition = WorkflowDefinition.model_validate(run_input.definition)
         info = workflow.info()
         self._tasks = {
-            t.id: {"id": t.id, "name": t.display_name, "status": "pending", "attempts": 0,
-                   "started_at": None, "finished_at": None, "output": None, "error": None}
+            t.id: {
+                "id": t.id,
+                "name": t.display_name,
+                "status": "pending",
+                "attempts": 0,
+                "started_at": None,
+                "finished_at": None,
+                "output": None,
+                "error": None,
+            }
             for t in definition.tasks
         }
         self._context = {
             "params": run_input.params,
             "tasks": {t.id: {"status": "pending", "output": None, "error": None} for t in definition.tasks},
-            "workflow": {"name": info.workflow_type, "revision": run_input.revision,
-                         "execution_id": info.workflow_id, "started_at": info.start_time.isoformat()},
+            "workflow": {
+                "name": info.workflow_type,
+                "revision": run_input.revision,
+                "execution_id": info.workflow_id,
+                "started_at": info.start_time.isoformat(),
+            },
         }
         await self._run_dag(definition)
         try:
@@ -110,8 +122,10 @@ class Interpreter:
                     if running:
                         await workflow.wait(list(running.values()))
                     raise ApplicationError(
-                        f"task {task_id!r} failed: {state['error']}", {"task_id": task_id},
-                        type="TaskFailed", non_retryable=True,
+                        f"task {task_id!r} failed: {state['error']}",
+                        {"task_id": task_id},
+                        type="TaskFailed",
+                        non_retryable=True,
                     )
 
     async def _run_task(self, definition: WorkflowDefinition, task: Task) -> None:

@@ -1,0 +1,49 @@
+"""The FastAPI app factory: wiring of settings, database, Temporal, routes and error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from workflow_engine.engine import TemporalConnection
+from workflow_engine.settings import Settings, get_settings
+from workflow_engine.storage import create_engine, session_factory
+
+from .errors import install_error_handlers
+from .registry import register_directory
+from .routes import executions, health, workflows
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
+    """Build the API; at start it registers every YAML file in the workflows directory."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.sessions = session_factory(engine)
+        app.state.temporal = TemporalConnection(settings, temporal_client)
+        app.state.registration = await register_directory(sessions=app.state.sessions, directory=settings.workflows_dir)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="workflow-engine",
+        summary="Durable YAML workflows on Temporal",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(workflows.router)
+    app.include_router(executions.router)
+    return app

@@ -1,0 +1,111 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ExecutionStatusName = Literal[
+    "running", "waiting_approval", "completed", "failed", "cancelled", "terminated", "timed_out"
+]
+
+
+class Health(BaseModel):
+    """Liveness of the API and of what it depends on."""
+
+    status: Literal["ok", "degraded"]
+    database: str
+    temporal: str
+
+
+class TaskSummary(BaseModel):
+    """A task as declared in a definition."""
+
+    id: str
+    name: str
+    type: str
+    activity_type: str | None = None
+    depends_on: list[str]
+
+
+class WorkflowSummary(BaseModel):
+    """A registered workflow in the listing."""
+
+    workflow_id: str
+    revision: int
+    version: str | None = None
+    description: str | None = None
+    updated_at: str
+
+
+class WorkflowList(BaseModel):
+    """One page of registered workflows."""
+
+    items: list[WorkflowSummary]
+    total: int
+
+
+class WorkflowDetail(WorkflowSummary):
+    """A workflow's current revision: params schema, tasks and source."""
+
+    params: dict[str, Any]
+    tasks: list[TaskSummary]
+    source_path: str | None = None
+    source_yaml: str
+
+
+class ExecuteRequest(BaseModel):
+    """Body of an execute call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecuteResponse(BaseModel):
+    """Answer to an execute call: the new run's id."""
+
+    execution_id: str
+    workflow_id: str
+    revision: int
+    status: ExecutionStatusName
+
+
+class TaskState(BaseModel):
+    """Live state of one task of a run."""
+
+    id: str
+    name: str
+    status: str
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    output: Any = None
+    error: str | None = None
+
+
+class ExecutionDetail(BaseModel):
+    """Live state of one run."""
+
+    execution_id: str
+    workflow_id: str
+    revision: int | None
+    status: ExecutionStatusName
+    parameters: dict[str, Any] | None = None
+    tasks: list[TaskState]
+    output: Any = None
+    error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class Problem(BaseModel):
+    """An error body (RFC 9457 problem details) with a stable `code`."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    code: str
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,100 @@
+"""Command line: `python -m workflow_engine api|worker|migrate|dev|validate`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from workflow_engine.dsl import DslError, parse_definition
+from workflow_engine.settings import get_settings
+
+app = typer.Typer(help="workflow-engine: durable YAML workflows on Temporal.", no_args_is_help=True)
+console = Console()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def api() -> None:
+    """Run the REST API (registers every YAML file in WORKFLOWS_DIR at start)."""
+    import uvicorn
+
+    from workflow_engine.api import create_app
+
+    _configure_logging()
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Run a Temporal worker hosting the interpreter workflow and the built-in activities."""
+    from workflow_engine.worker import run_worker
+
+    _configure_logging()
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(get_settings(), stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head) to DATABASE_URL."""
+    from workflow_engine.storage import upgrade_database
+
+    _configure_logging()
+    asyncio.run(upgrade_database(get_settings().database_url))
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole local stack: Temporal dev server (UI :8080), worker and API; Ctrl-C stops all."""
+    from workflow_engine.devserver import supervise
+
+    raise typer.Exit(supervise(get_settings()))
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="YAML definitions to check.", exists=False)],
+    output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+) -> None:
+    """Check definitions and print every problem as file:line:col: message."""
+    problems: list[dict[str, object]] = []
+    for path in files:
+        try:
+            parse_definition(path.read_text(encoding="utf-8"), file=str(path))
+        except OSError as exc:
+            problems.append({"file": str(path), "line": None, "column": None, "path": "", "message": str(exc)})
+        except DslError as exc:
+            problems.extend(issue.as_dict() for issue in exc.issues)
+    if output_format == "json":
+        typer.echo(json.dumps({"valid": not problems, "errors": problems}, indent=2))
+    else:
+        for p in problems:
+            where = ":".join(str(x) for x in (p["file"], p["line"], p["column"]) if x is not None)
+            prefix = f"{p['path']}: " if p["path"] else ""
+            typer.echo(f"{where}: {prefix}{p['message']}")
+        if not problems:
+            console.print(f"[green]{len(files)} file(s) valid[/]")
+    raise typer.Exit(1 if problems else 0)

@@ -1,0 +1,17 @@
+"""Persistence of the registry: models, session factories and repository functions."""
+
+from . import repository
+from .db import create_engine, session_factory
+from .migrate import upgrade_database
+from .models import Base, Definition, Execution, Revision
+
+__all__ = [
+    "Base",
+    "Definition",
+    "Execution",
+    "Revision",
+    "create_engine",
+    "repository",
+    "session_factory",
+    "upgrade_database",
+]

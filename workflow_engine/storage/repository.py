@@ -1,0 +1,104 @@
+"""Repository functions over the registry; they flush but never commit (callers own the unit of work)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Definition, Execution, Revision, utcnow
+
+
+async def get_definition(*, session: AsyncSession, workflow_id: str) -> Definition | None:
+    """Return a definition by id, or None."""
+    return await session.get(Definition, workflow_id)
+
+
+async def list_definitions(*, session: AsyncSession, limit: int = 100, offset: int = 0) -> list[Definition]:
+    """Return definitions ordered by id."""
+    result = await session.scalars(select(Definition).order_by(Definition.workflow_id).limit(limit).offset(offset))
+    return list(result)
+
+
+async def count_definitions(*, session: AsyncSession) -> int:
+    """Return how many definitions are registered."""
+    return int(await session.scalar(select(func.count()).select_from(Definition)) or 0)
+
+
+async def get_revision(*, session: AsyncSession, workflow_id: str, number: int) -> Revision | None:
+    """Return one revision of a definition, or None."""
+    return await session.scalar(select(Revision).where(Revision.workflow_id == workflow_id, Revision.number == number))
+
+
+async def find_revision_by_hash(*, session: AsyncSession, workflow_id: str, content_hash: str) -> Revision | None:
+    """Return the revision of a definition with this content hash, or None."""
+    return await session.scalar(
+        select(Revision).where(Revision.workflow_id == workflow_id, Revision.content_hash == content_hash)
+    )
+
+
+async def add_revision(
+    *,
+    session: AsyncSession,
+    workflow_id: str,
+    content_hash: str,
+    source_yaml: str,
+    source_path: str | None,
+    definition: dict[str, Any],
+) -> Revision:
+    """Append a new revision and make it the definition's current one."""
+    record = await session.get(Definition, workflow_id, with_for_update=True)
+    if record is None:
+        record = Definition(workflow_id=workflow_id, current_revision=0)
+        session.add(record)
+        await session.flush()
+    last = await session.scalar(select(func.max(Revision.number)).where(Revision.workflow_id == workflow_id))
+    revision = Revision(
+        workflow_id=workflow_id,
+        number=(last or 0) + 1,
+        content_hash=content_hash,
+        source_yaml=source_yaml,
+        source_path=source_path,
+        definition=definition,
+    )
+    session.add(revision)
+    record.current_revision = revision.number
+    record.updated_at = utcnow()
+    await session.flush()
+    return revision
+
+
+async def set_current_revision(*, session: AsyncSession, definition: Definition, number: int) -> None:
+    """Point a definition at an existing revision (a file reverted to older content)."""
+    if definition.current_revision != number:
+        definition.current_revision = number
+        definition.updated_at = utcnow()
+        await session.flush()
+
+
+async def add_execution(
+    *,
+    session: AsyncSession,
+    execution_id: str,
+    workflow_id: str,
+    revision: int,
+    parameters: dict[str, Any],
+    started_by: str | None,
+) -> Execution:
+    """Record a run started through the API."""
+    execution = Execution(
+        execution_id=execution_id,
+        workflow_id=workflow_id,
+        revision=revision,
+        parameters=parameters,
+        started_by=started_by,
+    )
+    session.add(execution)
+    await session.flush()
+    return execution
+
+
+async def get_execution(*, session: AsyncSession, execution_id: str) -> Execution | None:
+    """Return the index entry of a run, or None."""
+    return await session.get(Execution, execution_id)
