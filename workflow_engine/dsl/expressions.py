@@ -65,7 +65,7 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
         return program.execute(dict(context))
     except KeyError as exc:
         raise ExpressionError(f"{source!r}: no such key {exc}") from None
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+    except (TypeError, ValueError, RuntimeError, ArithmeticError, LookupError) as exc:
         raise ExpressionError(f"{source!r}: {exc}") from None
 
 

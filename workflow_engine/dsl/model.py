@@ -22,7 +22,10 @@ def _parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         match = _SHORT_DURATION.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+            try:
+                return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+            except OverflowError:
+                raise ValueError(f"duration {value!r} is too large") from None
         if not value.strip().upper().startswith("P"):
             raise ValueError(f"invalid duration {value!r}; use 500ms, 30s, 5m, 2h, 7d or PT30S")
     return value
@@ -58,6 +61,17 @@ class ParamSpec(_Closed):
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        """Refuse a pattern that is not a valid regular expression."""
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
 
 
 class RetryPolicy(_Closed):

@@ -17,6 +17,7 @@ from .validation import check_semantics
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASES = 50
+MAX_ALIAS_NODES = 10_000
 
 Path = tuple[str | int, ...]
 Marks = dict[Path, tuple[int, int]]
@@ -59,10 +60,17 @@ class _Builder:
     def __init__(self, loader: _CountingLoader) -> None:
         self.loader = loader
         self.marks: Marks = {}
+        self.seen: set[int] = set()
+        self.repeated = 0
 
     def build(self, node: Node, path: Path) -> Any:
         if len(path) > MAX_DEPTH:
             raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", *_pos(node))
+        if id(node) in self.seen:  # reached again through an alias: bound the expansion
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_NODES:
+                raise _Refused(f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes", *_pos(node))
+        self.seen.add(id(node))
         self.marks.setdefault(path, _pos(node))
         if isinstance(node, MappingNode):
             result: dict[str, Any] = {}
@@ -79,7 +87,10 @@ class _Builder:
             return result
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, LookupError, AttributeError, TypeError, OverflowError):
+            raise _Refused(f"invalid YAML value {node.value!r} for tag {node.tag}", *_pos(node)) from None
 
 
 def _pos(node: Node) -> tuple[int, int]:
@@ -88,10 +99,11 @@ def _pos(node: Node) -> tuple[int, int]:
 
 def load_yaml(text: str, *, file: str = "<string>") -> tuple[Any, Marks]:
     """Read one YAML document safely; return its data and the position of every path."""
-    if len(text.encode("utf-8")) > MAX_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise DslError([Issue("", f"file is larger than {MAX_BYTES // 1024} KiB", file)])
-    loader = _CountingLoader(text)
+    loader: _CountingLoader | None = None
     try:
+        loader = _CountingLoader(text)  # the reader already rejects unprintable characters
         node = loader.get_single_node()
         if node is None:
             raise _Refused("the document is empty", 1, 1)
@@ -109,7 +121,8 @@ def load_yaml(text: str, *, file: str = "<string>") -> tuple[Any, Marks]:
     except RecursionError:
         raise DslError([Issue("", f"nesting deeper than {MAX_DEPTH} levels", file)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def locate(data: Any, marks: Marks, loc: Iterable[str | int]) -> tuple[Path, tuple[int, int] | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -86,7 +87,8 @@ class BuiltinActivities:
         """Import from the workflows directory first, then from installed packages."""
         candidate = self.workflows_dir.joinpath(*module_name.split(".")).with_suffix(".py")
         if candidate.is_file():
-            key = f"_workflow_engine_user.{module_name}"
+            digest = hashlib.sha256(str(candidate).encode()).hexdigest()[:12]
+            key = f"_workflow_engine_user_{digest}.{module_name}"
             if key not in sys.modules:
                 spec = importlib.util.spec_from_file_location(key, candidate)
                 if spec is None or spec.loader is None:

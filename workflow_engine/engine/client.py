@@ -14,6 +14,9 @@ from workflow_engine.settings import Settings
 
 from .types import STATUS_QUERY, RunInput
 
+# A query needs a worker; without one, answer from what Temporal and the registry know.
+QUERY_TIMEOUT = timedelta(seconds=2)
+
 _STATUS_NAMES = {
     WorkflowExecutionStatus.RUNNING: "running",
     WorkflowExecutionStatus.COMPLETED: "completed",
@@ -96,7 +99,7 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
     status = _STATUS_NAMES.get(description.status, "running") if description.status else "running"
     tasks: list[dict[str, Any]] = []
     try:
-        state = await handle.query(STATUS_QUERY, rpc_timeout=timedelta(seconds=5))
+        state = await handle.query(STATUS_QUERY, rpc_timeout=QUERY_TIMEOUT)
         tasks = list(state.get("tasks", []))
     except RPCError as exc:
         if exc.status in (RPCStatusCode.UNAVAILABLE,):

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
 from workflow_engine.api.routes.workflows import load_current
-from workflow_engine.api.schemas import ExecuteRequest, ExecuteResponse, ExecutionDetail, Problem
+from workflow_engine.api.schemas import ExecuteRequest, ExecuteResponse, ExecutionDetail, Problem, TaskState
 from workflow_engine.dsl import WorkflowDefinition, resolve_params
 from workflow_engine.engine import RunInput, describe_execution, start_execution
 from workflow_engine.errors import NotFoundError
@@ -63,15 +63,27 @@ async def get_execution(execution_id: str, session: SessionDep, temporal: Tempor
         live = await describe_execution(temporal, execution_id)
     except NotFoundError:
         raise NotFoundError(f"execution {execution_id!r} not found") from None
+    tasks = live["tasks"]
+    if not tasks and record is not None:
+        tasks = await _declared_tasks(session, record.workflow_id, record.revision)
     return ExecutionDetail(
         execution_id=execution_id,
         workflow_id=record.workflow_id if record else live["workflow_type"],
         revision=record.revision if record else None,
         parameters=record.parameters if record else None,
-        tasks=live["tasks"],
+        tasks=tasks,
         status=live["status"],
         output=live["output"],
         error=live["error"],
         started_at=live["started_at"],
         finished_at=live["finished_at"],
     )
+
+
+async def _declared_tasks(session: SessionDep, workflow_id: str, number: int) -> list[TaskState]:
+    """Tasks of the pinned revision, all pending: what to show before a worker has run the workflow."""
+    revision = await repository.get_revision(session=session, workflow_id=workflow_id, number=number)
+    if revision is None:
+        return []
+    definition = WorkflowDefinition.model_validate(revision.definition)
+    return [TaskState(id=t.id, name=t.display_name, status="pending") for t in definition.tasks]

