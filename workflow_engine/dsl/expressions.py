@@ -16,7 +16,7 @@ TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 ROOT_NAMES = ("params", "tasks", "item", "index", "workflow", "error", "secrets")
 MAX_EXPRESSION_CHARS = 2000
 _BOUND = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_]\w*)\s*,")
-_TASK_REF = re.compile(r"\btasks\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+_TASK_REF = re.compile(r"(?<![\w.])tasks\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
 
 Path = tuple[str | int, ...]
 

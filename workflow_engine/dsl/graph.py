@@ -21,29 +21,28 @@ def dependencies(definition: WorkflowDefinition) -> Graph:
 
 
 def find_cycle(graph: Graph) -> list[str] | None:
-    """Return one cycle as a closed list of ids (`a -> b -> a`), or None."""
+    """Return one cycle as a closed list of ids (`a -> b -> a`), or None.
+
+    The depth-first search keeps its own stack, so long chains cannot exhaust Python's recursion limit.
+    """
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in graph.get(node, ()):
-            if state.get(dep) == 1:
+    for root in graph:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [root]
+        pending = [iter(graph.get(root, ()))]
+        while pending:
+            dep = next(pending[-1], None)
+            if dep is None:
+                state[stack.pop()] = 2
+                pending.pop()
+            elif state.get(dep) == 1:
                 return [*stack[stack.index(dep) :], dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+            elif dep not in state:
+                state[dep] = 1
+                stack.append(dep)
+                pending.append(iter(graph.get(dep, ())))
     return None
 
 

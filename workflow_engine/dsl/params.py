@@ -25,6 +25,11 @@ def check_value(value: Any, spec: ParamSpec, *, check_enum: bool = True) -> list
     expected = _PY_TYPES[spec.type]
     if isinstance(value, bool) and spec.type != "boolean" or not isinstance(value, expected):
         return [f"expected {spec.type}, got {_type_name(value)}"]
+    if spec.type == "number" and isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return ["the value is too large for a number"]
     problems = []
     if spec.type == "datetime":
         try:
@@ -48,6 +53,13 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+def _coerce(value: Any, spec: ParamSpec) -> Any:
+    """Make `number` values floats (defaults included), so expressions see one type."""
+    if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def resolve_params(definition: WorkflowDefinition, given: dict[str, Any]) -> dict[str, Any]:
     """Apply defaults and check types; raise `DslError` with every problem at once."""
     issues: list[Issue] = []
@@ -59,12 +71,13 @@ def resolve_params(definition: WorkflowDefinition, given: dict[str, Any]) -> dic
             if spec.required:
                 issues.append(Issue(f"parameters.{name}", "required parameter is missing", None))
             else:
-                resolved[name] = spec.default
+                resolved[name] = _coerce(spec.default, spec)
             continue
         value = given[name]
         problems = check_value(value, spec)
         issues.extend(Issue(f"parameters.{name}", msg, None) for msg in problems)
-        resolved[name] = float(value) if spec.type == "number" else value
+        if not problems:
+            resolved[name] = _coerce(value, spec)
     if issues:
         raise DslError(issues)
     return resolved

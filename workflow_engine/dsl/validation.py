@@ -21,6 +21,7 @@ def check_semantics(
     """Return every semantic problem as (location, message), in document order."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
+    all_ids = frozenset(t.id for t in definition.tasks)
     for i, task in enumerate(definition.tasks):
         if task.id in seen:
             problems.append((("tasks", i, "id"), f"duplicate task id {task.id!r}"))
@@ -31,12 +32,12 @@ def check_semantics(
                 (("tasks", i, "activity_type"), f"unknown activity_type {task.activity_type!r}; known: {known}")
             )
         for j, dep in enumerate(task.depends_on or []):
-            if dep not in {t.id for t in definition.tasks}:
+            if dep not in all_ids:
                 problems.append((("tasks", i, "depends_on", j), f"unknown task {dep!r}"))
             elif dep == task.id:
                 problems.append((("tasks", i, "depends_on", j), "a task cannot depend on itself"))
-    all_ids = frozenset(t.id for t in definition.tasks)
-    graph_ok = not any("depends_on" in loc for loc, _ in problems)
+    # with duplicate ids the graph is ambiguous: checking it would only report bogus cycles
+    graph_ok = len(seen) == len(definition.tasks) and not any("depends_on" in loc for loc, _ in problems)
     deps = dependencies(definition)
     cycle = find_cycle(deps) if graph_ok else None
     if cycle:
@@ -46,14 +47,17 @@ def check_semantics(
     for name, spec in definition.params.items():
         problems.extend(_check_param_spec(name, spec))
     for i, task in enumerate(definition.tasks):
-        scope = upstream(deps, task.id) if graph_ok else all_ids
         fields: list[tuple[tuple[str | int, ...], Any]] = [(("config",), task.config)]
         if task.when is not None:
             fields.append((("when",), task.when))
-        for prefix, value in fields:
-            for sub, source in iter_templates(value):
-                where = ("tasks", i, *prefix, *sub)
-                problems.extend(_check_expression(where, source, scope, task_id=task.id))
+        templates = [
+            (("tasks", i, *prefix, *sub), source) for prefix, value in fields for sub, source in iter_templates(value)
+        ]
+        if not templates:
+            continue  # computing upstream sets for every task would make long chains quadratic
+        scope = upstream(deps, task.id) if graph_ok else all_ids
+        for where, source in templates:
+            problems.extend(_check_expression(where, source, scope, task_id=task.id))
     for sub, source in iter_templates(definition.output):
         problems.extend(_check_expression(("output", *sub), source, all_ids, task_id=None))
     return problems

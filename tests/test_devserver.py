@@ -1,0 +1,122 @@
+"""`make run`'s supervisor: the whole stack from one command, Ctrl-C stops it, data survives a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> dict[str, str]:
+    """Return an environment that puts the dev stack on free ports with its data under tmp_path."""
+    (tmp_path / "workflows").mkdir()
+    for name in ("hello.yaml", "greetings.py"):
+        (tmp_path / "workflows" / name).write_text((REPO_ROOT / "workflows" / name).read_text())
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "TEMPORAL_UI_PORT": str(_free_port()),
+        "TEMPORAL_DB_FILE": str(tmp_path / "data" / "temporal.db"),
+        "TEMPORAL_TASK_QUEUE": "dev-test",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'engine.db'}",
+        "API_PORT": str(_free_port()),
+        "WORKFLOWS_DIR": str(tmp_path / "workflows"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+class DevStack:
+    """One `python -m workflow_engine dev` process."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+        self.api = f"http://127.0.0.1:{env['API_PORT']}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the supervisor and wait for a healthy API."""
+        self.proc = subprocess.Popen([sys.executable, "-m", "workflow_engine", "dev"], env=self.env, cwd=self.cwd)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the supervisor exited early"
+            try:
+                if httpx.get(f"{self.api}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("the dev stack did not become healthy")
+
+    def interrupt(self) -> int:
+        """Press Ctrl-C and return the supervisor's exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=60)
+        self.proc = None
+        return code
+
+
+@pytest.fixture
+def dev(dev_env: dict[str, str], tmp_path: Path) -> Iterator[DevStack]:
+    """Yield a dev stack; it is stopped after the test whatever happens."""
+    stack = DevStack(dev_env, tmp_path)
+    try:
+        yield stack
+    finally:
+        if stack.proc is not None:
+            stack.proc.kill()
+            stack.proc.wait()
+
+
+def _finished(api: str, execution_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        body: dict[str, Any] = httpx.get(f"{api}/executions/{execution_id}", timeout=10).json()
+        if body["status"] != "running":
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+
+
+def test_dev_stack_runs_stops_on_ctrl_c_and_keeps_its_data(dev: DevStack, dev_env: dict[str, str]) -> None:
+    dev.start()
+    ui_port = int(dev_env["TEMPORAL_UI_PORT"])
+    assert _port_open(ui_port), "the Temporal UI is not listening"
+    started = httpx.post(f"{dev.api}/executions/workflows/hello/execute", json={"parameters": {"who": "dev"}})
+    assert started.status_code == 202
+    execution_id = started.json()["execution_id"]
+    assert _finished(dev.api, execution_id)["output"]["greeting"] == "Hello, dev!"
+
+    assert dev.interrupt() == 0
+    temporal_port = int(dev_env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1])
+    api_port = int(dev_env["API_PORT"])
+    assert not any(_port_open(p) for p in (temporal_port, ui_port, api_port)), "a child outlived Ctrl-C"
+
+    dev.start()  # the second start reuses ./data: the run and the registration are still there
+    again = _finished(dev.api, execution_id)
+    assert again["status"] == "completed" and again["output"]["greeting"] == "Hello, dev!"
+    assert httpx.get(f"{dev.api}/workflows/hello").json()["revision"] == 1
+    assert dev.interrupt() == 0
