@@ -36,6 +36,30 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", description="Log level of every process.")
 
+    shell_enabled: bool = Field(False, description="Allow `shell` tasks to run commands on workers.")
+    http_allowlist: str = Field(
+        "localhost,127.0.0.0/8,::1/128",
+        description="Comma-separated hosts/CIDRs `http_request` may reach although private or loopback.",
+    )
+    http_max_response_bytes: int = Field(10 * 1024 * 1024, description="Largest HTTP response body read.")
+    secrets_env_prefix: str = Field("WFE_SECRET_", description="`secrets.NAME` reads env var PREFIX+NAME.")
+    secrets_file: Path | None = Field(None, description="Optional JSON or .env file of secrets.")
+    output_inline_limit_bytes: int = Field(
+        256 * 1024, description="Task outputs larger than this are stored in the database by reference."
+    )
+    plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
+    worker_max_concurrent_activities: int = Field(100, description="Activities one worker runs at once.")
+
+    @property
+    def http_allowlist_entries(self) -> list[str]:
+        """Return the allowlist as a list of hosts and CIDRs."""
+        return [entry.strip() for entry in self.http_allowlist.split(",") if entry.strip()]
+
+    @property
+    def plugin_modules(self) -> list[str]:
+        """Return the plugin module names."""
+        return [entry.strip() for entry in self.plugins.split(",") if entry.strip()]
+
 
 @lru_cache
 def get_settings() -> Settings:

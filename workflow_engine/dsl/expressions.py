@@ -78,7 +78,10 @@ def _as_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    except TypeError:  # a map whose keys are of mixed types cannot be sorted
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
