@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.devserver import temporal_binary
+from workflow_engine.engine.types import SEARCH_ATTRIBUTES
 from workflow_engine.settings import Settings
 from workflow_engine.storage import upgrade_database
 
@@ -28,6 +29,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         dev_server_log_level="error",
+        search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL"],
     )
     yield env

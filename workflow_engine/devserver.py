@@ -13,7 +13,10 @@ from types import FrameType
 
 from rich.console import Console
 
+from workflow_engine.engine.types import SEARCH_ATTRIBUTES
 from workflow_engine.settings import Settings
+
+_SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "BOOL": "Bool"}
 
 console = Console(stderr=True)
 
@@ -39,6 +42,8 @@ def temporal_command(settings: Settings) -> list[str]:
         "--namespace", settings.temporal_namespace,
         "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
         "--log-level", "warn", "--ui-disable-news-fetch",
+        *[arg for key in SEARCH_ATTRIBUTES
+          for arg in ("--search-attribute", f"{key.name}={_SA_TYPES[key.indexed_value_type.name]}")],
     ]  # fmt: skip
 
 

@@ -11,7 +11,6 @@ import pytest
 from workflow_engine.dsl import DslError, ExpressionError, Issue, evaluate, is_true, parse_definition, render
 from workflow_engine.dsl.expressions import (
     MAX_EXPRESSION_CHARS,
-    ROOT_NAMES,
     compile_expression,
     iter_templates,
     referenced_tasks,
@@ -115,9 +114,30 @@ def test_every_unknown_name_is_reported() -> None:
     assert sorted(issue.message.split(" in ")[0] for issue in issues) == ["unknown name 'bar'", "unknown name 'foo'"]
 
 
-@pytest.mark.parametrize("root", [name for name in ROOT_NAMES if name != "tasks"])
+@pytest.mark.parametrize("root", ["params", "workflow", "secrets"])
 def test_every_documented_root_name_is_accepted(root: str) -> None:
     parse_definition(with_message("${{ " + root + " }}"))
+
+
+def test_item_and_index_are_in_scope_only_in_the_config_of_a_for_each_task() -> None:
+    fan_out = (
+        "name: x\ntasks:\n  - id: a\n    activity_type: log\n    for_each: [1, 2]\n"
+        "    config: {message: '${{ item }} ${{ index }}'}\n"
+    )
+    parse_definition(fan_out)
+    for root in ("item", "index"):
+        [issue] = issues_of(with_message("${{ " + root + " }}"))
+        assert issue.message == f"'{root}' is available only inside the config of a for_each task (in '{root}')"
+
+
+def test_error_is_in_scope_only_in_on_failure_tasks() -> None:
+    handler = (
+        "name: x\ntasks:\n  - id: a\n    activity_type: log\n"
+        "on_failure:\n  - id: alert\n    activity_type: log\n    config: {message: '${{ error.message }}'}\n"
+    )
+    parse_definition(handler)
+    [issue] = issues_of(with_message("${{ error }}"))
+    assert issue.message == "'error' is available only in on_failure tasks (in 'error')"
 
 
 def test_expression_in_a_string_with_other_text_is_checked() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workflow_engine.dsl import DslError, WorkflowDefinition, parse_definition, render
+from workflow_engine.dsl.model import ActivityTask
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -59,6 +61,8 @@ output:
   validated: "${{ tasks.validate.output }}"
   summary: "${{ tasks.announce.output }} / ${{ tasks.last.status }}"
 """
+
+YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 TOKENS = [
     *"abcxyz019:-[]{},&*!|>'\"#%@`?.$<=()\\\n\n\n \t",
@@ -164,7 +168,7 @@ def check_outcome(text: str) -> WorkflowDefinition | None:
         return parse_definition(text, file="f.yaml")
     except DslError as exc:
         assert exc.issues
-        last_line = text.count("\n") + 2
+        last_line = len(YAML_LINE_BREAK.findall(text)) + 2  # YAML also breaks lines at \x85, \u2028, \u2029
         for issue in exc.issues:
             assert issue.message
             assert issue.file == "f.yaml"
@@ -278,7 +282,9 @@ def test_parsing_is_deterministic(text: str) -> None:
 def test_short_durations(amount: int, unit: str) -> None:
     seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
     text = f"name: x\ntasks: [{{id: a, activity_type: log, timeout: {amount}{unit}}}]\n"
-    assert parse_definition(text).tasks[0].timeout == timedelta(seconds=amount * seconds)
+    task = parse_definition(text).tasks[0]
+    assert isinstance(task, ActivityTask)
+    assert task.timeout == timedelta(seconds=amount * seconds)
 
 
 @PROPERTY_SETTINGS

@@ -81,18 +81,26 @@ output:
     assert outcome.state["status"] == "completed"
 
 
-async def test_workflow_type_is_the_yaml_name_and_activity_summary_is_the_task_name(run_yaml: Runner) -> None:
+async def test_workflow_type_is_the_yaml_name_and_activity_summary_is_the_task_name(
+    run_yaml: Runner, workflows_dir: Path
+) -> None:
+    _write_module(workflows_dir)
     outcome = await run_yaml(
-        "name: named-flow\ntasks:\n  - id: only\n    name: The only step\n    activity_type: log\n"
-        "    config: {message: x}\n"
+        "name: named-flow\ntasks:\n  - id: only\n    name: The only step\n    activity_type: python\n"
+        "    config: {function: 'helpers:add', args: [1, 2]}\n"
+        "  - id: note\n    activity_type: log\n    config: {message: x}\n"
     )
     description = await outcome.handle.describe()
     assert description.workflow_type == "named-flow"
     history = await outcome.handle.fetch_history()
     scheduled = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     assert len(scheduled) == 1
-    assert scheduled[0].activity_task_scheduled_event_attributes.activity_type.name == "log"
+    assert scheduled[0].activity_task_scheduled_event_attributes.activity_type.name == "python"
     assert b"The only step" in scheduled[0].user_metadata.summary.data
+    # `log` is cheap: it runs as a local activity (a marker), not a task-queue round trip
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert len(markers) == 1
+    assert outcome.task("note")["output"] == "x"
 
 
 async def test_retries_are_counted_until_success(run_yaml: Runner, workflows_dir: Path) -> None:

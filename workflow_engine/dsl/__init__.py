@@ -2,7 +2,7 @@
 
 from .errors import DslError, ExpressionError, Issue
 from .expressions import evaluate, is_true, render
-from .graph import dependencies
+from .graph import dependencies, task_graph
 from .model import ActivityTask, ParamSpec, RetryPolicy, Task, WorkflowDefinition
 from .params import resolve_params
 from .parser import parse_definition
@@ -19,6 +19,7 @@ __all__ = [
     "Task",
     "WorkflowDefinition",
     "dependencies",
+    "task_graph",
     "evaluate",
     "is_true",
     "parse_definition",

@@ -84,19 +84,33 @@ def _as_text(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render templates in nested data: a lone expression keeps its type, others become text."""
+def _reads_deferred(source: str, defer: frozenset[str]) -> bool:
+    return bool(defer) and any(name in defer for name in root_names(source))
+
+
+def render(value: Any, context: Mapping[str, Any], *, defer: frozenset[str] = frozenset()) -> Any:
+    """Render templates in nested data: a lone expression keeps its type, others become text.
+
+    Templates that read a root in `defer` (the workflow defers `secrets`) are left as written,
+    to be rendered later where those values are available.
+    """
     if isinstance(value, str):
         matches = list(TEMPLATE.finditer(value))
         if not matches:
             return value
         if len(matches) == 1 and matches[0].span() == (0, len(value)):
-            return evaluate(matches[0].group(1).strip(), context)
-        return TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1).strip(), context)), value)
+            source = matches[0].group(1).strip()
+            return value if _reads_deferred(source, defer) else evaluate(source, context)
+
+        def _substitute(match: re.Match[str]) -> str:
+            source = match.group(1).strip()
+            return match.group(0) if _reads_deferred(source, defer) else _as_text(evaluate(source, context))
+
+        return TEMPLATE.sub(_substitute, value)
     if isinstance(value, Mapping):
-        return {key: render(item, context) for key, item in value.items()}
+        return {key: render(item, context, defer=defer) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, context) for item in value]
+        return [render(item, context, defer=defer) for item in value]
     return value
 
 

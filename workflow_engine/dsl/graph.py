@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from .model import WorkflowDefinition
+from collections.abc import Sequence
+
+from .model import Task, WorkflowDefinition
 
 Graph = dict[str, tuple[str, ...]]
 
 
-def dependencies(definition: WorkflowDefinition) -> Graph:
-    """Return each task's dependencies; omitted `depends_on` means the previous task."""
+def task_graph(tasks: Sequence[Task]) -> Graph:
+    """Return each task's dependencies; omitted `depends_on` means the previous task in the list."""
     graph: Graph = {}
     previous: str | None = None
-    for task in definition.tasks:
+    for task in tasks:
         if task.depends_on is None:
             graph[task.id] = (previous,) if previous else ()
         else:
             graph[task.id] = tuple(dict.fromkeys(task.depends_on))
         previous = task.id
     return graph
+
+
+def dependencies(definition: WorkflowDefinition) -> Graph:
+    """Return the dependency graph of a definition's main tasks."""
+    return task_graph(definition.tasks)
 
 
 def find_cycle(graph: Graph) -> list[str] | None:

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 _SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TASK_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+MAX_TASKS = 1000
+MAX_FOR_EACH_PARALLEL = 1000
 
 
 def _parse_duration(value: Any) -> Any:
@@ -79,9 +93,16 @@ class RetryPolicy(_Closed):
 
     max_attempts: int | None = Field(None, ge=1)
     initial_interval: Duration | None = None
-    backoff_coefficient: float | None = Field(None, ge=1.0)
+    backoff_coefficient: float | None = Field(None, ge=1.0, le=100.0)
     maximum_interval: Duration | None = None
     non_retryable_errors: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _intervals_ordered(self) -> RetryPolicy:
+        """The maximum interval cannot be shorter than the first one."""
+        if self.initial_interval and self.maximum_interval and self.maximum_interval < self.initial_interval:
+            raise ValueError("maximum_interval must not be shorter than initial_interval")
+        return self
 
 
 class Timeouts(_Closed):
@@ -99,19 +120,14 @@ class Defaults(_Closed):
     retry_policy: RetryPolicy | None = None
 
 
-class ActivityTask(_Closed):
-    """A step run by a worker activity (`log`, `python`, ...)."""
+class _TaskBase(_Closed):
+    """What every task has: identity, ordering, condition and failure tolerance."""
 
     id: str = Field(pattern=TASK_ID_PATTERN)
     name: str | None = None
-    type: Literal["activity"] = "activity"
-    activity_type: str
-    config: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
     depends_on: list[str] | None = None
     when: str | None = None
-    timeout: Duration | None = None
-    timeouts: Timeouts | None = None
-    retry_policy: RetryPolicy | None = None
     continue_on_error: bool = False
 
     @property
@@ -120,7 +136,163 @@ class ActivityTask(_Closed):
         return self.name or self.id
 
 
-Task = ActivityTask
+class _FanOut(_Closed):
+    """Mixin fields of tasks that can run once per item of a list."""
+
+    for_each: str | list[Any] | None = None
+    max_parallel: int | None = Field(None, ge=1, le=MAX_FOR_EACH_PARALLEL)
+
+    @model_validator(mode="after")
+    def _parallel_needs_items(self) -> _FanOut:
+        """A task-level max_parallel only means something with for_each."""
+        if self.max_parallel is not None and self.for_each is None:
+            raise ValueError("max_parallel on a task needs for_each")
+        return self
+
+
+class ActivityTask(_TaskBase, _FanOut):
+    """A step run by a worker activity (`log`, `python`, `http_request`, `shell`, plugins)."""
+
+    type: Literal["activity"] = "activity"
+    activity_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    timeout: Duration | None = None
+    timeouts: Timeouts | None = None
+    retry_policy: RetryPolicy | None = None
+    task_queue: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_start_to_close(self) -> ActivityTask:
+        """`timeout` is shorthand for `timeouts.start_to_close`; both at once are ambiguous."""
+        if self.timeout is not None and self.timeouts is not None and self.timeouts.start_to_close is not None:
+            raise ValueError("set either timeout or timeouts.start_to_close, not both")
+        return self
+
+
+class ApprovalConfig(_Closed):
+    """Who may decide, how many must approve, and what a timeout means."""
+
+    message: str = "Approval required"
+    approvers: list[str] | None = Field(None, min_length=1)
+    required_approvals: int = Field(1, ge=1, le=100)
+    allow_self_approval: bool = True
+    timeout: Duration | None = None
+    on_timeout: Literal["reject", "approve", "fail"] = "reject"
+
+    @model_validator(mode="after")
+    def _policy_consistent(self) -> ApprovalConfig:
+        """N-of-M needs at least N listed approvers; on_timeout needs a timeout."""
+        if self.approvers is not None and self.required_approvals > len(set(self.approvers)):
+            raise ValueError(
+                f"required_approvals is {self.required_approvals} but only {len(set(self.approvers))} "
+                "distinct approvers are listed"
+            )
+        if "on_timeout" in self.model_fields_set and self.timeout is None:
+            raise ValueError("on_timeout needs a timeout")
+        return self
+
+
+class ApprovalTask(_TaskBase):
+    """A pause until enough allowed people approve (or someone rejects, or it times out)."""
+
+    type: Literal["approval"]
+    config: ApprovalConfig = Field(default_factory=ApprovalConfig)
+
+
+class SleepConfig(_Closed):
+    """A durable timer: a duration, or an absolute time (ISO 8601 or an expression)."""
+
+    duration: Duration | None = None
+    until: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SleepConfig:
+        """Exactly one of duration and until."""
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("set exactly one of duration and until")
+        if self.until is not None and "${{" not in self.until:
+            try:
+                moment = datetime.fromisoformat(self.until.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"until {self.until!r} is not an ISO 8601 datetime") from None
+            if moment.tzinfo is None:
+                raise ValueError("until needs a timezone, e.g. 2026-12-01T00:00:00Z")
+        return self
+
+
+class SleepTask(_TaskBase):
+    """Waits on a durable Temporal timer; no activity, no worker slot."""
+
+    type: Literal["sleep"]
+    config: SleepConfig
+
+
+class ChildWorkflowConfig(_Closed):
+    """Which registered workflow to run as a child, with which params."""
+
+    workflow: str = Field(pattern=NAME_PATTERN)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowTask(_TaskBase, _FanOut):
+    """Runs another registered definition as a Temporal child workflow."""
+
+    type: Literal["workflow"]
+    config: ChildWorkflowConfig
+    timeout: Duration | None = None
+
+
+class SetTask(_TaskBase):
+    """Computes named values in the workflow itself (no activity)."""
+
+    type: Literal["set"]
+    config: dict[str, Any] = Field(min_length=1)
+
+
+def _task_kind(value: Any) -> str:
+    """Pick the task model from `type`, which defaults to activity."""
+    if isinstance(value, dict):
+        kind = value.get("type", "activity")
+        return kind if isinstance(kind, str) else "invalid"
+    return str(getattr(value, "type", "activity"))
+
+
+Task = Annotated[
+    Annotated[ActivityTask, Tag("activity")]
+    | Annotated[ApprovalTask, Tag("approval")]
+    | Annotated[SleepTask, Tag("sleep")]
+    | Annotated[WorkflowTask, Tag("workflow")]
+    | Annotated[SetTask, Tag("set")],
+    Discriminator(_task_kind),
+]
+TASK_TYPES = ("activity", "approval", "sleep", "workflow", "set")
+
+
+class Schedule(_Closed):
+    """A cron schedule that starts runs with fixed params (a Temporal Schedule)."""
+
+    cron: str
+    timezone: str = "UTC"
+    params: dict[str, Any] = Field(default_factory=dict)
+    overlap: Literal["skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"] = "skip"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_valid(cls, value: str) -> str:
+        """Five-field cron (or @daily style), checked by croniter."""
+        if not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r}; expected 5 fields like '0 9 * * 1-5'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, value: str) -> str:
+        """An IANA time zone name such as Europe/Paris."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
+        return value
 
 
 class WorkflowDefinition(_Closed):
@@ -133,7 +305,9 @@ class WorkflowDefinition(_Closed):
     timeout: Duration | None = None
     max_parallel: int = Field(50, ge=1, le=1000)
     defaults: Defaults = Field(default_factory=Defaults)
-    tasks: list[Task] = Field(min_length=1)
+    schedules: list[Schedule] = Field(default_factory=list)
+    tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
+    on_failure: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
     output: Any = None
 
     @field_validator("version", mode="before")
@@ -144,15 +318,9 @@ class WorkflowDefinition(_Closed):
             return str(value)
         return value
 
-    @field_validator("timeout")
-    @classmethod
-    def _timeout_positive(cls, value: timedelta | None) -> timedelta | None:
-        """A whole-run timeout must be positive."""
-        return None if value is None else _positive(value)
-
     def task(self, task_id: str) -> Task:
-        """Return the task with this id."""
-        for task in self.tasks:
+        """Return the task (or on_failure task) with this id."""
+        for task in (*self.tasks, *self.on_failure):
             if task.id == task_id:
                 return task
         raise KeyError(task_id)

@@ -11,8 +11,8 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import DslError, Issue
-from .model import WorkflowDefinition
-from .validation import check_semantics
+from .model import TASK_TYPES, WorkflowDefinition
+from .validation import BUILTIN_ACTIVITY_TYPES, check_semantics
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -113,7 +113,9 @@ def load_yaml(text: str, *, file: str = "<string>") -> tuple[Any, Marks]:
         raise DslError([Issue("", refused.message, file, refused.line, refused.column)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        last_line = max(1, len(text.splitlines()))
+        # a problem found at the very end points past the last line: report it on the last one
+        line, col = (min(mark.line + 1, last_line), mark.column + 1) if mark else (None, None)
         message = f"invalid YAML: {exc.problem or exc.context}"
         raise DslError([Issue("", message, file, line, col)]) from None
     except yaml.YAMLError as exc:
@@ -129,12 +131,13 @@ def locate(data: Any, marks: Marks, loc: Iterable[str | int]) -> tuple[Path, tup
     """Map a validation location onto the document path and its nearest known position."""
     path: list[str | int] = []
     node = data
-    for part in loc:
+    parts = list(loc)
+    for k, part in enumerate(parts):
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and len(path) == len(list(loc)) - 1:
+        elif isinstance(node, dict) and isinstance(part, str) and k == len(parts) - 1:
             path.append(part)  # a missing or unknown key: keep it in the path
             break
         else:
@@ -154,26 +157,33 @@ def _pydantic_issues(exc: ValidationError, data: Any, marks: Marks, file: str) -
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
+        elif error["type"] == "union_tag_invalid":
+            tag = error.get("ctx", {}).get("tag")
+            path = (*path, "type")
+            position = locate(data, marks, path)[1] or position
+            message = f"unknown task type {tag!r}; use one of {', '.join(TASK_TYPES)}"
         line, col = position if position else (None, None)
         issues.append(Issue(format_path(path), message, file, line, col))
     return issues
 
 
-def parse_definition(text: str, *, file: str = "<string>") -> WorkflowDefinition:
-    """Parse and validate a definition; raise `DslError` listing every issue."""
+def parse_definition(
+    text: str, *, file: str = "<string>", activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES
+) -> WorkflowDefinition:
+    """Parse and validate a definition; raise `DslError` listing every issue of the file at once."""
     data, marks = load_yaml(text, file=file)
     if not isinstance(data, dict):
         raise DslError([Issue("", "a workflow must be a mapping with name and tasks", file, 1, 1)])
+    issues: list[Issue] = []
+    definition: WorkflowDefinition | None = None
     try:
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
-        raise DslError(_pydantic_issues(exc, data, marks, file)) from None
-    problems = check_semantics(definition)
-    if problems:
-        issues = []
-        for loc, message in problems:
-            path, position = locate(data, marks, loc)
-            line, col = position if position else (None, None)
-            issues.append(Issue(format_path(path), message, file, line, col))
-        raise DslError(issues)
+        issues.extend(_pydantic_issues(exc, data, marks, file))
+    for loc, message in check_semantics(data, activity_types=activity_types):
+        path, position = locate(data, marks, loc)
+        line, col = position if position else (None, None)
+        issues.append(Issue(format_path(path), message, file, line, col))
+    if issues or definition is None:
+        raise DslError(sorted(issues, key=lambda i: (i.line or 0, i.column or 0)))
     return definition

@@ -1,70 +1,154 @@
-"""Semantic checks a schema cannot express: ids, dependencies, cycles, expressions, params."""
+"""Cross-field checks a schema cannot express, run on the raw document so they report with schema errors.
+
+Ids, dependencies, cycles, activity types, expressions (syntax, root names, upstream references,
+`item`/`index`/`error` scope) and schedule params. Each check reads the raw YAML data defensively,
+so a file with schema errors still gets every semantic problem reported in the same pass.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from pydantic import ValidationError
 
 from .errors import ExpressionError
 from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names
-from .graph import dependencies, find_cycle, upstream
-from .model import ParamSpec, WorkflowDefinition
+from .graph import Graph, find_cycle, upstream
+from .model import ParamSpec
 from .params import check_value
 
-BUILTIN_ACTIVITY_TYPES = ("log", "python")
+BUILTIN_ACTIVITY_TYPES = ("http_request", "log", "python", "shell")
 
-Problem = tuple[tuple[str | int, ...], str]
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+_FAN_OUT_NAMES = ("item", "index")
 
 
-def check_semantics(
-    definition: WorkflowDefinition, *, activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES
-) -> list[Problem]:
-    """Return every semantic problem as (location, message), in document order."""
+def _tasks(data: dict[str, Any], section: str) -> list[tuple[int, dict[str, Any]]]:
+    raw = data.get(section)
+    if not isinstance(raw, list):
+        return []
+    return [(i, task) for i, task in enumerate(raw) if isinstance(task, dict)]
+
+
+def _task_id(task: dict[str, Any]) -> str | None:
+    value = task.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _graph(tasks: list[tuple[int, dict[str, Any]]]) -> Graph:
+    """Dependencies as DSL.md defines them: omitted depends_on means the previous task."""
+    graph: Graph = {}
+    previous: str | None = None
+    for _, task in tasks:
+        task_id = _task_id(task)
+        if task_id is None:
+            continue
+        deps = task.get("depends_on")
+        if deps is None:
+            graph[task_id] = (previous,) if previous else ()
+        elif isinstance(deps, list):
+            graph[task_id] = tuple(dict.fromkeys(d for d in deps if isinstance(d, str)))
+        else:
+            graph[task_id] = ()
+        previous = task_id
+    return graph
+
+
+def check_semantics(data: dict[str, Any], *, activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES) -> list[Problem]:
+    """Return every cross-field problem of a raw definition as (location, message)."""
     problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    all_ids = frozenset(t.id for t in definition.tasks)
-    for i, task in enumerate(definition.tasks):
-        if task.id in seen:
-            problems.append((("tasks", i, "id"), f"duplicate task id {task.id!r}"))
-        seen.setdefault(task.id, i)
-        if task.activity_type not in activity_types:
-            known = ", ".join(activity_types)
-            problems.append(
-                (("tasks", i, "activity_type"), f"unknown activity_type {task.activity_type!r}; known: {known}")
-            )
-        for j, dep in enumerate(task.depends_on or []):
-            if dep not in all_ids:
-                problems.append((("tasks", i, "depends_on", j), f"unknown task {dep!r}"))
-            elif dep == task.id:
-                problems.append((("tasks", i, "depends_on", j), "a task cannot depend on itself"))
-    # with duplicate ids the graph is ambiguous: checking it would only report bogus cycles
-    graph_ok = len(seen) == len(definition.tasks) and not any("depends_on" in loc for loc, _ in problems)
-    deps = dependencies(definition)
-    cycle = find_cycle(deps) if graph_ok else None
-    if cycle:
-        index = next(i for i, t in enumerate(definition.tasks) if t.id == cycle[0])
-        problems.append((("tasks", index, "depends_on"), "dependency cycle: " + " -> ".join(cycle)))
-        graph_ok = False
-    for name, spec in definition.params.items():
-        problems.extend(_check_param_spec(name, spec))
-    for i, task in enumerate(definition.tasks):
-        fields: list[tuple[tuple[str | int, ...], Any]] = [(("config",), task.config)]
-        if task.when is not None:
-            fields.append((("when",), task.when))
-        templates = [
-            (("tasks", i, *prefix, *sub), source) for prefix, value in fields for sub, source in iter_templates(value)
-        ]
-        if not templates:
-            continue  # computing upstream sets for every task would make long chains quadratic
-        scope = upstream(deps, task.id) if graph_ok else all_ids
-        for where, source in templates:
-            problems.extend(_check_expression(where, source, scope, task_id=task.id))
-    for sub, source in iter_templates(definition.output):
-        problems.extend(_check_expression(("output", *sub), source, all_ids, task_id=None))
+    main = _tasks(data, "tasks")
+    handlers = _tasks(data, "on_failure")
+    main_ids = [tid for _, t in main if (tid := _task_id(t))]
+    known = set(main_ids) | {tid for _, t in handlers if (tid := _task_id(t))}
+    seen: set[str] = set()
+    for section, tasks in (("tasks", main), ("on_failure", handlers)):
+        section_ids = {tid for _, t in tasks if (tid := _task_id(t))}
+        for i, task in tasks:
+            task_id = _task_id(task)
+            if task_id is not None:
+                if task_id in seen:
+                    problems.append(((section, i, "id"), f"duplicate task id {task_id!r}"))
+                seen.add(task_id)
+            kind = task.get("type", "activity")
+            activity_type = task.get("activity_type")
+            if kind == "activity" and isinstance(activity_type, str) and activity_type not in activity_types:
+                problems.append(
+                    ((section, i, "activity_type"),
+                     f"unknown activity_type {activity_type!r}; known: {', '.join(activity_types)}")
+                )  # fmt: skip
+            deps = task.get("depends_on")
+            for j, dep in enumerate(deps if isinstance(deps, list) else []):
+                if not isinstance(dep, str):
+                    continue
+                if dep == task_id:
+                    problems.append(((section, i, "depends_on", j), "a task cannot depend on itself"))
+                elif dep not in section_ids:
+                    where = " in on_failure" if section == "on_failure" else ""
+                    problems.append(((section, i, "depends_on", j), f"unknown task {dep!r}{where}"))
+    problems.extend(_check_graph(main, "tasks", problems))
+    problems.extend(_check_graph(handlers, "on_failure", problems))
+    problems.extend(_check_params(data))
+    graph = _graph(main)
+    graph_ok = not any(loc[0] == "tasks" and ("depends_on" in loc or loc[-1] == "id") for loc, _ in problems)
+    for i, task in main:
+        problems.extend(_check_task_expressions(("tasks", i), task, graph, graph_ok, known, in_handler=False))
+    for i, task in handlers:
+        # on_failure runs after the run failed: any main task may be read, in any state.
+        problems.extend(_check_task_expressions(("on_failure", i), task, {}, False, known, in_handler=True))
+    for sub, source in iter_templates(data.get("output")):
+        problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, set()))
+    return problems
+
+
+def _check_graph(tasks: list[tuple[int, dict[str, Any]]], section: str, found: list[Problem]) -> list[Problem]:
+    if any(loc[0] == section and ("depends_on" in loc or loc[-1] == "id") for loc, _ in found):
+        return []  # duplicate ids or unknown targets make any cycle report misleading
+    cycle = find_cycle(_graph(tasks))
+    if not cycle:
+        return []
+    index = next(i for i, t in tasks if _task_id(t) == cycle[0])
+    return [((section, index, "depends_on"), "dependency cycle: " + " -> ".join(cycle))]
+
+
+def _task_templates(task: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
+    """Yield (location, expression, per_item) for every template of a task."""
+    for field in ("config", "when"):
+        for sub, source in iter_templates(task.get(field)):
+            yield (field, *sub), source, field == "config"
+    for sub, source in iter_templates(task.get("for_each")):
+        yield ("for_each", *sub), source, False
+
+
+def _check_task_expressions(
+    prefix: Loc, task: dict[str, Any], graph: Graph, graph_ok: bool, known: set[str], *, in_handler: bool
+) -> list[Problem]:
+    templates = list(_task_templates(task))
+    if not templates:
+        return []  # upstream sets are only computed when needed: long chains stay linear
+    task_id = _task_id(task)
+    if in_handler or not graph_ok or task_id is None:
+        scope = frozenset(known)
+    else:
+        scope = upstream(graph, task_id)
+    fan_out = task.get("for_each") is not None
+    problems: list[Problem] = []
+    for sub, source, per_item in templates:
+        forbidden: set[str] = set()
+        if not (fan_out and per_item):
+            forbidden.update(_FAN_OUT_NAMES)
+        if not in_handler:
+            forbidden.add("error")
+        where = (*prefix, *sub)
+        problems.extend(_check_expression(where, source, scope, None if in_handler else task_id, forbidden))
     return problems
 
 
 def _check_expression(
-    where: tuple[str | int, ...], source: str, scope: frozenset[str], *, task_id: str | None
+    where: Loc, source: str, scope: frozenset[str], task_id: str | None, forbidden: set[str]
 ) -> list[Problem]:
     try:
         names = root_names(source)
@@ -74,6 +158,9 @@ def _check_expression(
     for name in names:
         if name not in ROOT_NAMES:
             problems.append((where, f"unknown name {name!r} in {source!r}; use one of {', '.join(ROOT_NAMES)}"))
+        elif name in forbidden:
+            why = "only inside the config of a for_each task" if name in _FAN_OUT_NAMES else "only in on_failure tasks"
+            problems.append((where, f"{name!r} is available {why} (in {source!r})"))
     for ref in referenced_tasks(source):
         if ref not in scope:
             why = "is not upstream of this task" if task_id else "does not exist"
@@ -81,14 +168,40 @@ def _check_expression(
     return problems
 
 
-def _check_param_spec(name: str, spec: ParamSpec) -> list[Problem]:
-    where: tuple[str | int, ...] = ("params", name)
+def _specs(data: dict[str, Any]) -> dict[str, ParamSpec]:
+    raw = data.get("params")
+    specs: dict[str, ParamSpec] = {}
+    for name, spec in raw.items() if isinstance(raw, dict) else []:
+        try:
+            specs[name] = ParamSpec.model_validate(spec)
+        except ValidationError:
+            continue  # the schema pass reports it
+    return specs
+
+
+def _check_params(data: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
-    if spec.enum is not None:
-        for k, choice in enumerate(spec.enum):
-            problems.extend(((*where, "enum", k), msg) for msg in check_value(choice, spec, check_enum=False))
-    if spec.default is not None:
-        problems.extend(((*where, "default"), msg) for msg in check_value(spec.default, spec))
-    if spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
-        problems.append(((*where, "minimum"), "minimum is greater than maximum"))
+    specs = _specs(data)
+    for name, spec in specs.items():
+        where: Loc = ("params", name)
+        if spec.enum is not None:
+            for k, choice in enumerate(spec.enum):
+                problems.extend(((*where, "enum", k), msg) for msg in check_value(choice, spec, check_enum=False))
+        if spec.default is not None:
+            problems.extend(((*where, "default"), msg) for msg in check_value(spec.default, spec))
+        if spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
+            problems.append(((*where, "minimum"), "minimum is greater than maximum"))
+    schedules = data.get("schedules")
+    for i, schedule in enumerate(schedules if isinstance(schedules, list) else []):
+        params = schedule.get("params", {}) if isinstance(schedule, dict) else {}
+        if not isinstance(params, dict):
+            continue
+        for name, value in params.items():
+            if name not in specs:
+                problems.append((("schedules", i, "params", name), f"unknown parameter {name!r}"))
+            else:
+                problems.extend((("schedules", i, "params", name), msg) for msg in check_value(value, specs[name]))
+        for name, spec in specs.items():
+            if spec.required and spec.default is None and name not in params:
+                problems.append((("schedules", i, "params"), f"required parameter {name!r} is missing"))
     return problems

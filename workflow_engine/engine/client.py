@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflow_engine.errors import NotFoundError, UnavailableError
 from workflow_engine.settings import Settings
 
-from .types import STATUS_QUERY, RunInput
+from .types import SEARCH_ATTRIBUTES, STATUS_QUERY, RunInput
 
 # A query needs a worker; without one, answer from what Temporal and the registry know.
 QUERY_TIMEOUT = timedelta(seconds=2)
@@ -39,6 +39,28 @@ async def connect(settings: Settings) -> Client:
         )
     except RuntimeError as exc:
         raise UnavailableError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register our search attributes on the namespace if missing (dev server and self-hosted clusters)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    kinds = {
+        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        "BOOL": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    }
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {
+        key.name: kinds[key.indexed_value_type.name]
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in listed.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
 
 
 class TemporalConnection:

@@ -1,174 +1,276 @@
-"""The generic interpreter: one dynamic workflow runs any registered definition."""
+"""The generic interpreter: one dynamic workflow runs any registered definition as a DAG."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.common import RetryPolicy as TemporalRetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflow_engine.dsl import (
-        ExpressionError,
-        Task,
-        WorkflowDefinition,
-        dependencies,
-        is_true,
-        render,
-    )
-    from workflow_engine.dsl.model import RetryPolicy
+    from pydantic import ValidationError
 
-    from .types import STATUS_QUERY, ActivityInput, ActivityResult, RunInput
+    from workflow_engine.dsl import ExpressionError, Task, WorkflowDefinition, is_true, render, task_graph
+    from workflow_engine.dsl.model import ApprovalTask, SetTask, SleepTask
 
-DEFAULT_TASK_TIMEOUT = timedelta(minutes=5)
-DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=1), backoff_coefficient=2.0)
-_DONE = ("completed", "failed", "skipped", "cancelled")
-
-
-def _temporal_retry(policy: RetryPolicy) -> TemporalRetryPolicy:
-    return TemporalRetryPolicy(
-        maximum_attempts=policy.max_attempts or 0,
-        initial_interval=policy.initial_interval or timedelta(seconds=1),
-        backoff_coefficient=policy.backoff_coefficient or 2.0,
-        maximum_interval=policy.maximum_interval,
-        non_retryable_error_types=list(policy.non_retryable_errors) or None,
+    from .approvals import outcome, refusal
+    from .steps import SECRETS, StepFailed, Steps
+    from .types import (
+        APPROVAL_SIGNAL,
+        APPROVE_UPDATE,
+        SA_REVISION,
+        SA_WAITING_APPROVAL,
+        SA_WORKFLOW_NAME,
+        STATUS_QUERY,
+        ApprovalDecision,
+        RunInput,
     )
 
+_DONE = ("completed", "failed", "rejected", "skipped", "cancelled")
+_FATAL = ("failed", "rejected")
 
-def _failure_message(exc: BaseException) -> tuple[str, int | None]:
-    """Return the root cause message of an activity failure and the attempt it came from."""
-    cause: BaseException = exc
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    attempt = None
-    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
-        attempt = cause.details[0].get("attempt")
-    message = cause.message if isinstance(cause, ApplicationError | ActivityError) else str(cause)
-    return message, attempt
+
+class _RunFailed(Exception):
+    """A task failed (or was rejected) and the run must fail."""
+
+    def __init__(self, task_id: str, message: str) -> None:
+        super().__init__(message)
+        self.task_id, self.message = task_id, message
+
+
+def _decision(payload: Any, via: str) -> ApprovalDecision:
+    """Read a decision payload (a JSON object) leniently; shape problems surface as refusals."""
+    data = payload if isinstance(payload, dict) else {}
+    roles = data.get("roles")
+    return ApprovalDecision(
+        task_id=str(data.get("task_id", "")),
+        decision=str(data.get("decision", "")),
+        approver=str(data.get("approver", "")),
+        comment=data.get("comment") if isinstance(data.get("comment"), str) else None,
+        roles=[str(r) for r in roles] if isinstance(roles, list) else [],
+        via=via,
+    )
 
 
 @workflow.defn(dynamic=True)
-class Interpreter:
-    """Runs the tasks of the pinned definition as a DAG and answers the `status` query."""
+class Interpreter(Steps):
+    """Runs the tasks of the pinned definition and answers `status`, `approval` and `approve`."""
 
-    def __init__(self) -> None:
-        """Start with no tasks; `run` fills the state from the definition."""
-        self._tasks: dict[str, dict[str, Any]] = {}
-        self._context: dict[str, Any] = {}
+    @workflow.init
+    def __init__(self, args: Sequence[RawValue]) -> None:
+        """Load the pinned definition before any handler runs, so early signals see real tasks."""
+        self.run_input = workflow.payload_converter().from_payload(args[0].payload, RunInput)
+        self.ignored: list[dict[str, Any]] = []
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.context: dict[str, Any] = {}
+        self.waiting = False
+        self.definition: WorkflowDefinition | None = None
+        self.load_error: str | None = None
+        try:
+            data = {k: v for k, v in self.run_input.definition.items() if k != "schedules"}
+            self.definition = WorkflowDefinition.model_validate(data)
+        except ValidationError as exc:
+            self.load_error = f"the pinned definition is invalid: {exc}"
+            return
+        info = workflow.info()
+        all_tasks = [*self.definition.tasks, *self.definition.on_failure]
+        self.tasks = {
+            t.id: {"id": t.id, "name": t.display_name, "type": t.type, "status": "pending", "attempts": 0,
+                   "started_at": None, "finished_at": None, "output": None, "error": None}
+            for t in all_tasks
+        }  # fmt: skip
+        self.context = {
+            "params": self.run_input.params,
+            "tasks": {t.id: {"status": "pending", "output": None, "error": None} for t in all_tasks},
+            "workflow": {"name": info.workflow_type, "revision": self.run_input.revision,
+                         "execution_id": info.workflow_id, "started_at": info.start_time.isoformat()},
+        }  # fmt: skip
+        if self.run_input.resume:
+            self.tasks.update(self.run_input.resume["tasks"])
+            self.context["tasks"].update(self.run_input.resume["context"])
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
-        """Return every task's state in definition order."""
-        return {"tasks": list(self._tasks.values())}
+        """Every task's state in definition order, and signals that were refused."""
+        return {"tasks": list(self.tasks.values()), "ignored_signals": self.ignored}
+
+    @workflow.signal(name=APPROVAL_SIGNAL)
+    def approval(self, payload: Any) -> None:
+        """Take a decision sent as a signal; an invalid one is recorded and ignored."""
+        decision = _decision(payload, "signal")
+        reason = self._refusal(decision)
+        if reason is not None:
+            workflow.logger.warning("ignored approval signal: %s", reason)
+            self.ignored.append({"payload": payload, "reason": reason, "at": workflow.now().isoformat()})
+            return
+        self._record(decision)
+
+    @workflow.update(name=APPROVE_UPDATE)
+    def approve(self, payload: Any) -> dict[str, Any]:
+        """Take a decision synchronously and answer with the task's new state."""
+        decision = _decision(payload, str(payload.get("via", "update")) if isinstance(payload, dict) else "update")
+        self._record(decision)
+        return dict(self.tasks[decision.task_id])
+
+    @approve.validator
+    def _validate_approve(self, payload: Any) -> None:
+        reason = self._refusal(_decision(payload, "update"))
+        if reason is not None:
+            raise ValueError(reason)
+
+    def _approval_config(self, task_id: str) -> Any:
+        if self.definition is None:
+            return None
+        task = next((t for t in self.definition.tasks if t.id == task_id), None)
+        return task.config if isinstance(task, ApprovalTask) else None
+
+    def _refusal(self, decision: ApprovalDecision) -> str | None:
+        config = self._approval_config(decision.task_id)
+        state = self.tasks.get(decision.task_id) if config is not None else None
+        return refusal(state, config, decision, self.run_input.started_by)
+
+    def _record(self, decision: ApprovalDecision) -> None:
+        self.tasks[decision.task_id].setdefault("approvals", []).append(
+            {"approver": decision.approver, "decision": decision.decision, "comment": decision.comment,
+             "at": workflow.now().isoformat(), "via": decision.via}
+        )  # fmt: skip
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
         """Run every task, then render and return the workflow `output`."""
-        run_input = workflow.payload_converter().from_payload(args[0].payload, RunInput)
-        definition = WorkflowDefinition.model_validate(run_input.definition)
-        info = workflow.info()
-        self._tasks = {
-            t.id: {
-                "id": t.id,
-                "name": t.display_name,
-                "status": "pending",
-                "attempts": 0,
-                "started_at": None,
-                "finished_at": None,
-                "output": None,
-                "error": None,
-            }
-            for t in definition.tasks
-        }
-        self._context = {
-            "params": run_input.params,
-            "tasks": {t.id: {"status": "pending", "output": None, "error": None} for t in definition.tasks},
-            "workflow": {
-                "name": info.workflow_type,
-                "revision": run_input.revision,
-                "execution_id": info.workflow_id,
-                "started_at": info.start_time.isoformat(),
-            },
-        }
-        await self._run_dag(definition)
+        if self.definition is None:
+            raise ApplicationError(self.load_error or "no definition", type="InvalidDefinition", non_retryable=True)
+        if self.run_input.batch is not None:
+            return await self.run_batch(self.definition, self.run_input.batch)
+        workflow.upsert_search_attributes(
+            [SA_WORKFLOW_NAME.value_set(self.definition.name), SA_REVISION.value_set(self.run_input.revision)]
+        )
         try:
-            return render(definition.output, self._context)
+            await self._run_dag(self.definition.tasks, fail_fast=True)
+        except _RunFailed as failure:
+            await self._run_on_failure(failure)
+            raise ApplicationError(
+                f"task {failure.task_id!r} failed: {failure.message}",
+                {"task_id": failure.task_id},
+                type="TaskFailed",
+                non_retryable=True,
+            ) from None
+        try:
+            return render(self.definition.output, self.context, defer=SECRETS)
         except ExpressionError as exc:
             raise ApplicationError(f"output: {exc}", type="ExpressionError", non_retryable=True) from None
 
-    async def _run_dag(self, definition: WorkflowDefinition) -> None:
-        graph = dependencies(definition)
-        pending = [t.id for t in definition.tasks]
+    async def _run_on_failure(self, failure: _RunFailed) -> None:
+        assert self.definition is not None
+        if not self.definition.on_failure:
+            return
+        self.context["error"] = {"message": failure.message, "task_id": failure.task_id}
+        await self._run_dag(self.definition.on_failure, fail_fast=False)
+
+    async def _run_dag(self, tasks: Sequence[Task], *, fail_fast: bool) -> None:
+        assert self.definition is not None
+        graph = task_graph(tasks)
+        by_id = {t.id: t for t in tasks}
+        pending = [t.id for t in tasks if self.tasks[t.id]["status"] not in _DONE]
         running: dict[str, asyncio.Task[None]] = {}
         while pending or running:
+            if not running and fail_fast and workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
             for task_id in list(pending):
-                if len(running) >= definition.max_parallel:
+                if len(running) >= self.definition.max_parallel:
                     break
-                if all(self._tasks[dep]["status"] in _DONE for dep in graph[task_id]):
+                if all(self.tasks[dep]["status"] in _DONE for dep in graph[task_id]):
                     pending.remove(task_id)
-                    running[task_id] = asyncio.ensure_future(self._run_task(definition, definition.task(task_id)))
-            done, _ = await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
-            for task_id in [tid for tid, fut in running.items() if fut in done]:
-                del running[task_id]
-                state = self._tasks[task_id]
-                if state["status"] == "failed" and not definition.task(task_id).continue_on_error:
+                    running[task_id] = asyncio.create_task(self._run_task(by_id[task_id]))
+            if not running:
+                return
+            await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+            for task_id in [tid for tid, fut in running.items() if fut.done()]:
+                running.pop(task_id).result()
+                state = self.tasks[task_id]
+                if fail_fast and state["status"] in _FATAL and not by_id[task_id].continue_on_error:
                     for other in running.values():
                         other.cancel()
                     if running:
                         await workflow.wait(list(running.values()))
-                    raise ApplicationError(
-                        f"task {task_id!r} failed: {state['error']}",
-                        {"task_id": task_id},
-                        type="TaskFailed",
-                        non_retryable=True,
-                    )
+                    raise _RunFailed(task_id, state["error"] or state["status"])
 
-    async def _run_task(self, definition: WorkflowDefinition, task: Task) -> None:
-        state = self._tasks[task.id]
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        resume = {"tasks": self.tasks, "context": self.context["tasks"]}
+        run_input = self.run_input
+        workflow.continue_as_new(
+            RunInput(definition=run_input.definition, revision=run_input.revision, params=run_input.params,
+                     started_by=run_input.started_by, children=run_input.children, resume=resume)
+        )  # fmt: skip
+
+    async def _run_task(self, task: Task) -> None:
+        state = self.tasks[task.id]
         try:
-            if task.when is not None and not is_true(render(task.when, self._context)):
-                self._finish(task.id, "skipped")
+            if task.when is not None and not is_true(render(task.when, self.context)):
+                self.finish(task.id, "skipped")
                 return
-            config = render(task.config, self._context)
+            state["status"], state["started_at"] = "running", workflow.now().isoformat()
+            self.context["tasks"][task.id]["status"] = "running"
+            if isinstance(task, ApprovalTask):
+                await self._wait_for_approval(task)
+                return
+            if isinstance(task, SetTask):
+                output, attempts = render(task.config, self.context, defer=SECRETS), 0
+            elif isinstance(task, SleepTask):
+                await self.sleep(task)
+                output, attempts = None, 0
+            else:
+                output, attempts = await self.execute(task, self.definition_or_fail())
+            state["attempts"] = attempts
+            self.finish(task.id, "completed", output=output)
         except ExpressionError as exc:
-            self._finish(task.id, "failed", error=f"ExpressionError: {exc}")
-            return
-        state["status"], state["started_at"] = "running", workflow.now().isoformat()
-        self._context["tasks"][task.id]["status"] = "running"
-        timeouts = task.timeouts
-        start_to_close = task.timeout or (timeouts and timeouts.start_to_close) or definition.defaults.timeout
-        schedule_to_close = timeouts.schedule_to_close if timeouts else None
-        if start_to_close is None and schedule_to_close is None:
-            start_to_close = DEFAULT_TASK_TIMEOUT
-        policy = task.retry_policy or definition.defaults.retry_policy or DEFAULT_RETRY
-        try:
-            result = await workflow.execute_activity(
-                task.activity_type,
-                ActivityInput(task_id=task.id, config=config, execution_id=workflow.info().workflow_id),
-                result_type=ActivityResult,
-                start_to_close_timeout=start_to_close,
-                schedule_to_close_timeout=schedule_to_close,
-                heartbeat_timeout=timeouts.heartbeat if timeouts else None,
-                retry_policy=_temporal_retry(policy),
-                summary=task.display_name,
-            )
-        except ActivityError as exc:
-            message, attempt = _failure_message(exc)
-            state["attempts"] = attempt or state["attempts"]
-            self._finish(task.id, "failed", error=message)
-            return
-        except (asyncio.CancelledError, CancelledError):
-            self._finish(task.id, "cancelled")
+            self.finish(task.id, "failed", error=f"ExpressionError: {exc}")
+        except StepFailed as exc:
+            state["attempts"] = exc.attempts or state["attempts"]
+            self.finish(task.id, "failed", error=exc.message)
+        except asyncio.CancelledError:
+            self.finish(task.id, "cancelled")
             raise
-        state["attempts"] = result.attempt
-        self._finish(task.id, "completed", output=result.output)
 
-    def _finish(self, task_id: str, status: str, *, output: Any = None, error: str | None = None) -> None:
-        state = self._tasks[task_id]
-        state.update(status=status, finished_at=workflow.now().isoformat(), output=output, error=error)
-        self._context["tasks"][task_id] = {"status": status, "output": output, "error": error}
+    def definition_or_fail(self) -> WorkflowDefinition:
+        """Return the loaded definition (run() refuses to start without one)."""
+        assert self.definition is not None
+        return self.definition
+
+    async def _wait_for_approval(self, task: ApprovalTask) -> None:
+        config, state = task.config, self.tasks[task.id]
+        message = render(config.message, self.context)
+        deadline = workflow.now() + config.timeout if config.timeout else None
+        state.update(status="waiting_approval", message=message, approvals=[], approvers=config.approvers,
+                     required_approvals=config.required_approvals,
+                     deadline=deadline.isoformat() if deadline else None)  # fmt: skip
+        self.context["tasks"][task.id]["status"] = "waiting_approval"
+        self._set_waiting()
+        timed_out = False
+        try:
+            await workflow.wait_condition(
+                lambda: outcome(config, state["approvals"]) is not None, timeout=config.timeout
+            )
+            decision = outcome(config, state["approvals"])
+        except TimeoutError:
+            timed_out, decision = True, config.on_timeout
+        output = {"decision": decision, "approvals": list(state["approvals"]), "timed_out": timed_out}
+        if decision == "approve":
+            self.finish(task.id, "completed", output=output)
+        elif decision == "reject":
+            who = [a["approver"] for a in state["approvals"] if a["decision"] == "reject"]
+            self.finish(task.id, "rejected", output=output, error=f"rejected by {', '.join(who)}" if who else
+                        "rejected: the approval timed out")  # fmt: skip
+        else:
+            self.finish(task.id, "failed", output=output, error=f"approval timed out after {config.timeout}")
+        self._set_waiting()
+
+    def _set_waiting(self) -> None:
+        waiting = any(s["status"] == "waiting_approval" for s in self.tasks.values())
+        if waiting != self.waiting:
+            self.waiting = waiting
+            workflow.upsert_search_attributes([SA_WAITING_APPROVAL.value_set(waiting)])

@@ -5,8 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from temporalio.common import SearchAttributeKey
+
 STATUS_QUERY = "status"
-TASK_STATUSES = ("pending", "running", "completed", "failed", "skipped", "cancelled")
+APPROVAL_SIGNAL = "approval"
+APPROVE_UPDATE = "approve"
+
+# Search attributes, so runs can be filtered in the Temporal UI and by the API.
+SA_WORKFLOW_NAME = SearchAttributeKey.for_keyword("WfeWorkflowName")
+SA_REVISION = SearchAttributeKey.for_int("WfeRevision")
+SA_WAITING_APPROVAL = SearchAttributeKey.for_bool("WfeWaitingApproval")
+SEARCH_ATTRIBUTES = (SA_WORKFLOW_NAME, SA_REVISION, SA_WAITING_APPROVAL)
+
+TASK_STATUSES = ("pending", "running", "waiting_approval", "completed", "failed", "rejected", "skipped", "cancelled")
+
+
+@dataclass
+class ChildDefinition:
+    """A definition a `workflow` task may start, pinned when the parent run started."""
+
+    definition: dict[str, Any]
+    revision: int
+
+
+@dataclass
+class FanOutBatch:
+    """A slice of a large `for_each`, run in a child workflow to keep each history small."""
+
+    task: str
+    items: list[Any]
+    offset: int
+    context: dict[str, Any]
 
 
 @dataclass
@@ -16,6 +45,10 @@ class RunInput:
     definition: dict[str, Any]
     revision: int
     params: dict[str, Any] = field(default_factory=dict)
+    started_by: str | None = None
+    children: dict[str, ChildDefinition] = field(default_factory=dict)
+    resume: dict[str, Any] | None = None
+    batch: FanOutBatch | None = None
 
 
 @dataclass
@@ -33,3 +66,15 @@ class ActivityResult:
 
     output: Any
     attempt: int = 1
+
+
+@dataclass
+class ApprovalDecision:
+    """One person's decision on an approval task (signal `approval` and update `approve`)."""
+
+    task_id: str
+    decision: str
+    approver: str
+    comment: str | None = None
+    roles: list[str] = field(default_factory=list)
+    via: str = "signal"

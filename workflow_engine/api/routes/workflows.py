@@ -59,7 +59,11 @@ async def get_workflow(workflow_id: str, session: SessionDep) -> WorkflowDetail:
     graph = dependencies(definition)
     tasks = [
         TaskSummary(
-            id=t.id, name=t.display_name, type=t.type, activity_type=t.activity_type, depends_on=list(graph[t.id])
+            id=t.id,
+            name=t.display_name,
+            type=t.type,
+            activity_type=getattr(t, "activity_type", None),
+            depends_on=list(graph[t.id]),
         )
         for t in definition.tasks
     ]

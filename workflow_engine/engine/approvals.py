@@ -1,0 +1,48 @@
+"""Approval policy: who may decide, whether a decision is acceptable, and when a task is decided."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflow_engine.dsl.model import ApprovalConfig
+
+DECISIONS = ("approve", "reject")
+
+
+def refusal(
+    state: dict[str, Any] | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
+) -> str | None:
+    """Return why `decision` cannot be accepted for this task state, or None when it can."""
+    task_id = getattr(decision, "task_id", None)
+    if state is None or config is None:
+        return f"unknown approval task {task_id!r}"
+    if state["status"] != "waiting_approval":
+        return f"task {task_id!r} is not waiting for approval (it is {state['status']})"
+    if getattr(decision, "decision", None) not in DECISIONS:
+        return f"decision must be one of {', '.join(DECISIONS)}"
+    approver = getattr(decision, "approver", None)
+    if not isinstance(approver, str) or not approver:
+        return "approver is required"
+    if not allowed(config, approver, list(getattr(decision, "roles", []) or [])):
+        return f"{approver!r} is not an approver of task {task_id!r}"
+    if any(given["approver"] == approver for given in state.get("approvals", [])):
+        return f"{approver!r} has already decided on task {task_id!r}"
+    if not config.allow_self_approval and started_by is not None and approver == started_by:
+        return f"{approver!r} started this run and cannot approve it (allow_self_approval is false)"
+    return None
+
+
+def allowed(config: ApprovalConfig, approver: str, roles: list[str]) -> bool:
+    """Listed users and `role:NAME` entries may decide; an unlisted task lets anyone decide."""
+    if config.approvers is None:
+        return True
+    return approver in config.approvers or any(f"role:{role}" in config.approvers for role in roles)
+
+
+def outcome(config: ApprovalConfig, approvals: list[dict[str, Any]]) -> str | None:
+    """Return `approve` once N approved, `reject` at the first rejection, else None (still waiting)."""
+    if any(given["decision"] == "reject" for given in approvals):
+        return "reject"
+    if sum(1 for given in approvals if given["decision"] == "approve") >= config.required_approvals:
+        return "approve"
+    return None

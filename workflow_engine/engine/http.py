@@ -1,0 +1,351 @@
+"""The `http_request` activity: one HTTP call behind the egress policy, with capped, parsed responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..dsl.model import Duration
+from ..settings import Settings
+from .egress import EgressDenied, EgressPolicy, HostResolutionError, IPAddress
+from .types import ActivityInput, ActivityResult
+
+MAX_REDIRECTS = 10
+DEFAULT_TIMEOUT = 30.0
+EXCERPT_CHARS = 500
+CONFIG_KEYS = frozenset(
+    {"method", "url", "headers", "query", "json", "body", "form", "timeout", "expected_status", "follow_redirects"}
+)
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+_CROSS_ORIGIN_DROPPED = frozenset({"authorization", "proxy-authorization", "cookie", "host"})
+_BODY_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
+_METHOD = re.compile(r"^[A-Z]+$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CLASS_PATTERN = re.compile(r"^([1-5])xx$", re.IGNORECASE)
+_RANGE_PATTERN = re.compile(r"^(\d{3})\s*-\s*(\d{3})$")
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
+_SCALARS = (str, int, float, bool)
+
+
+def _fail(message: str, error_type: str, *, non_retryable: bool = False, **details: Any) -> ApplicationError:
+    return ApplicationError(
+        message, {"attempt": activity.info().attempt, **details}, type=error_type, non_retryable=non_retryable
+    )
+
+
+def _config_error(message: str) -> ApplicationError:
+    return _fail(message, "ConfigError", non_retryable=True)
+
+
+def parse_seconds(value: Any, key: str) -> float:
+    """Return a positive timeout in seconds from a number or a DSL duration string (`10s`, `5m`, `PT30S`).
+
+    Raises:
+        ApplicationError: Non-retryable `ConfigError` when the value is not a positive duration.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return _DURATION.validate_python(value).total_seconds()
+        except ValidationError:
+            pass
+    raise _config_error(f"config.{key} must be a positive number of seconds or a duration such as 10s, 5m or PT30S")
+
+
+def _parse_expected(value: Any) -> list[tuple[int, int]]:
+    items = value if isinstance(value, list) else [value]
+    ranges: list[tuple[int, int]] = []
+    message = "config.expected_status entries must be status codes (200), classes ('2xx') or ranges ('200-299')"
+    for item in items:
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item.strip())
+        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+            ranges.append((item, item))
+        elif isinstance(item, str) and (match := _CLASS_PATTERN.match(item.strip())):
+            ranges.append((int(match.group(1)) * 100, int(match.group(1)) * 100 + 99))
+        elif isinstance(item, str) and (match := _RANGE_PATTERN.match(item.strip())):
+            low, high = int(match.group(1)), int(match.group(2))
+            if not 100 <= low <= high <= 599:
+                raise _config_error(f"{message}; {item!r} is not a valid range")
+            ranges.append((low, high))
+        else:
+            raise _config_error(f"{message}; got {item!r}")
+    if not ranges:
+        raise _config_error("config.expected_status must not be empty")
+    return ranges
+
+
+def _mapping(config: dict[str, Any], key: str, *, lists: bool) -> dict[str, Any]:
+    value = config.get(key)
+    if value is None:
+        return {}
+    allowed = "scalars or lists of scalars" if lists else "scalars"
+
+    def valid(item: Any) -> bool:
+        if lists and isinstance(item, list):
+            return all(isinstance(element, _SCALARS) for element in item)
+        return isinstance(item, _SCALARS)
+
+    if not isinstance(value, dict) or not all(isinstance(k, str) and valid(v) for k, v in value.items()):
+        raise _config_error(f"config.{key} must be a mapping of names to {allowed}")
+    return value
+
+
+@dataclass
+class HttpRequestConfig:
+    """The validated `config` of an `http_request` task."""
+
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]
+    body: dict[str, Any] = field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT
+    expected: list[tuple[int, int]] = field(default_factory=lambda: [(200, 299)])
+    follow_redirects: bool = True
+
+    @classmethod
+    def parse(cls, config: dict[str, Any]) -> HttpRequestConfig:
+        """Validate a task config; raise a non-retryable `ConfigError` ApplicationError on any problem."""
+        unknown = sorted(set(config) - CONFIG_KEYS)
+        if unknown:
+            raise _config_error(f"unknown config keys {unknown}; allowed: {', '.join(sorted(CONFIG_KEYS))}")
+        method = config.get("method", "GET")
+        if not isinstance(method, str) or not _METHOD.match(method.upper()):
+            raise _config_error("config.method must be an HTTP method such as GET or POST")
+        raw_url = config.get("url")
+        if not isinstance(raw_url, str) or not raw_url.strip():
+            raise _config_error("config.url is required and must be a string")
+        try:
+            url = httpx.URL(raw_url.strip())
+        except httpx.InvalidURL as exc:
+            raise _config_error(f"config.url is not a valid URL: {exc}") from None
+        if not url.is_absolute_url:
+            raise _config_error("config.url must be an absolute http(s) URL")
+        url = url.copy_merge_params(_mapping(config, "query", lists=True))
+        headers = {name: _header_value(value) for name, value in _mapping(config, "headers", lists=False).items()}
+        for name, value in headers.items():
+            if not _TOKEN.match(name) or not value.isascii() or "\r" in value or "\n" in value:
+                raise _config_error(f"config.headers: {name!r} needs a token name and a single-line ASCII value")
+        bodies = [key for key in ("json", "body", "form") if key in config]
+        if len(bodies) > 1:
+            raise _config_error(f"config may set only one of json, body and form; got {', '.join(bodies)}")
+        body: dict[str, Any] = {}
+        if "json" in config:
+            body = {"json": config["json"]}
+        elif "body" in config:
+            if not isinstance(config["body"], str):
+                raise _config_error("config.body must be a string; use config.json for structured data")
+            body = {"content": config["body"].encode()}
+        elif "form" in config:
+            body = {"data": _mapping(config, "form", lists=True)}
+        follow = config.get("follow_redirects", True)
+        if not isinstance(follow, bool):
+            raise _config_error("config.follow_redirects must be true or false")
+        return cls(
+            method=method.upper(),
+            url=url,
+            headers=headers,
+            body=body,
+            timeout=parse_seconds(config["timeout"], "timeout") if "timeout" in config else DEFAULT_TIMEOUT,
+            expected=_parse_expected(config["expected_status"]) if "expected_status" in config else [(200, 299)],
+            follow_redirects=follow,
+        )
+
+    def expects(self, status: int) -> bool:
+        """Return whether `status` is one of the expected statuses."""
+        return any(low <= status <= high for low, high in self.expected)
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _safe_url(url: httpx.URL) -> str:
+    """Return the URL without user info, query or fragment (they may carry secrets) for messages."""
+    return str(url.copy_with(userinfo=b"", query=None, fragment=None))
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+class HttpActivities:
+    """Holds the settings the `http_request` activity needs; its bound methods are the activities."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Build the egress policy from `settings.http_allowlist_entries`."""
+        self.settings = settings
+        self.policy = EgressPolicy(settings.http_allowlist_entries)
+        self.max_response_bytes = settings.http_max_response_bytes
+
+    @activity.defn(name="http_request")
+    async def http_request(self, task: ActivityInput) -> ActivityResult:
+        """Send one HTTP request and return `{status_code, headers, body}`; see the DSL for the error types."""
+        config = HttpRequestConfig.parse(task.config)
+        where = f"{config.method} {_safe_url(config.url)}"
+        try:
+            async with asyncio.timeout(config.timeout):
+                async with httpx.AsyncClient(
+                    follow_redirects=False, trust_env=False, timeout=httpx.Timeout(config.timeout)
+                ) as client:
+                    response = await self._exchange(client, config)
+                    try:
+                        return await self._result(config, response, where)
+                    finally:
+                        await response.aclose()
+        except ApplicationError:
+            raise
+        except EgressDenied as exc:
+            raise _fail(f"{where}: {exc}", "EgressDenied", non_retryable=True, host=exc.host) from None
+        except HostResolutionError as exc:
+            raise _fail(f"{where}: {exc}", "HttpConnectError") from None
+        except (TimeoutError, httpx.TimeoutException):
+            raise _fail(f"{where}: no complete response within {config.timeout:g}s", "HttpTimeout") from None
+        except httpx.TransportError as exc:
+            raise _fail(f"{where}: {type(exc).__name__}: {exc}", "HttpConnectError") from None
+        except httpx.DecodingError as exc:
+            message = f"{where}: cannot decode the response: {exc}"
+            raise _fail(message, "HttpDecodingError", non_retryable=True) from None
+
+    async def _exchange(self, client: httpx.AsyncClient, config: HttpRequestConfig) -> httpx.Response:
+        """Send the request, following redirects ourselves so the policy sees every destination."""
+        method, url, headers, body = config.method, config.url, dict(config.headers), config.body
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                addresses = await self.policy.check_url(url)
+            except EgressDenied as exc:
+                if hop:
+                    raise EgressDenied(f"redirect to {_safe_url(url)} refused: {exc}", host=exc.host) from None
+                raise
+            response = await _send(client, method, url, headers, body, addresses)
+            if not (config.follow_redirects and response.status_code in _REDIRECT_CODES):
+                return response
+            location = response.headers.get("location")
+            if not location:
+                return response
+            await response.aclose()
+            try:
+                target = url.join(location)
+            except httpx.InvalidURL as exc:
+                message = f"redirect from {_safe_url(url)} has an invalid Location: {exc}"
+                raise _fail(message, "HttpRedirectError", non_retryable=True) from None
+            if _drops_body(response.status_code, method):
+                method, body = "GET", {}
+                headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
+            if (target.scheme, target.raw_host, target.port) != (url.scheme, url.raw_host, url.port):
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CROSS_ORIGIN_DROPPED}
+            url = target
+        raise _fail(
+            f"{config.method} {_safe_url(config.url)}: more than {MAX_REDIRECTS} redirects",
+            "HttpRedirectError",
+            non_retryable=True,
+        )
+
+    async def _result(self, config: HttpRequestConfig, response: httpx.Response, where: str) -> ActivityResult:
+        status = response.status_code
+        if not config.expects(status):
+            raw, _ = await _read(response, min(self.max_response_bytes, 4 * EXCERPT_CHARS))
+            excerpt = _text(response, raw)[:EXCERPT_CHARS]
+            message = f"{where}: HTTP {status} {response.reason_phrase}, expected {_describe(config.expected)}"
+            message += f": {excerpt}" if excerpt else ""
+            if 400 <= status < 500:
+                error_type, non_retryable = "HttpClientError", True
+            elif status >= 500:
+                error_type, non_retryable = "HttpServerError", False
+            else:
+                error_type, non_retryable = "HttpUnexpectedStatus", True
+            raise _fail(message, error_type, non_retryable=non_retryable, status_code=status, body=excerpt)
+        declared = response.headers.get("content-length", "")
+        identity = not response.headers.get("content-encoding")
+        if identity and declared.isdigit() and int(declared) > self.max_response_bytes:
+            raw, too_large = b"", True  # refuse without reading
+        else:
+            raw, too_large = await _read(response, self.max_response_bytes)
+        if too_large:
+            raise _fail(
+                f"{where}: the response body is larger than HTTP_MAX_RESPONSE_BYTES ({self.max_response_bytes} bytes)",
+                "HttpResponseTooLarge",
+                non_retryable=True,
+                status_code=status,
+            )
+        body: Any = _text(response, raw)
+        if _is_json(response.headers.get("content-type", "")) and raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                pass  # a server that mislabels its body: keep the text
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        output = {"status_code": status, "headers": headers, "body": body}
+        return ActivityResult(output=output, attempt=activity.info().attempt)
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Return every activity to register on a worker."""
+        return [self.http_request]
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    addresses: list[IPAddress],
+) -> httpx.Response:
+    """Connect to the checked addresses themselves (no second DNS lookup), trying each until one connects."""
+    pinned_headers = dict(headers)
+    if not any(name.lower() == "host" for name in pinned_headers):
+        pinned_headers["Host"] = url.netloc.decode("ascii")
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+    error: httpx.ConnectError | None = None
+    for address in addresses:
+        request = client.build_request(
+            method, url.copy_with(host=str(address)), headers=pinned_headers, extensions=extensions, **body
+        )
+        try:
+            return await client.send(request, stream=True)
+        except httpx.ConnectError as exc:
+            error = exc
+    assert error is not None  # the policy never returns an empty address list
+    raise error
+
+
+async def _read(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """Return up to `limit` bytes of the (decoded) body and whether the body was longer."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _text(response: httpx.Response, raw: bytes) -> str:
+    try:
+        return raw.decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _drops_body(status: int, method: str) -> bool:
+    """Return whether a redirect turns the request into a body-less GET (as browsers and httpx do)."""
+    return (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST")
+
+
+def _describe(expected: list[tuple[int, int]]) -> str:
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in expected)

@@ -1,0 +1,54 @@
+"""Temporal activity options for a task: timeouts, retry policy, queue, applied over defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy as TemporalRetryPolicy
+
+from workflow_engine.dsl.model import ActivityTask, Defaults, RetryPolicy
+
+DEFAULT_TASK_TIMEOUT = timedelta(minutes=5)
+DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=1), backoff_coefficient=2.0)
+# Built-ins cheap enough to run as local activities: no task-queue round trip per step.
+LOCAL_ACTIVITY_TYPES = ("log",)
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    """Keyword arguments for `workflow.execute_activity`."""
+
+    start_to_close_timeout: timedelta | None
+    schedule_to_close_timeout: timedelta | None
+    heartbeat_timeout: timedelta | None
+    retry_policy: TemporalRetryPolicy
+    task_queue: str | None
+
+
+def temporal_retry(policy: RetryPolicy) -> TemporalRetryPolicy:
+    """Translate the DSL retry policy into Temporal's."""
+    return TemporalRetryPolicy(
+        maximum_attempts=policy.max_attempts or 0,
+        initial_interval=policy.initial_interval or timedelta(seconds=1),
+        backoff_coefficient=policy.backoff_coefficient or 2.0,
+        maximum_interval=policy.maximum_interval,
+        non_retryable_error_types=list(policy.non_retryable_errors) or None,
+    )
+
+
+def activity_options(task: ActivityTask, defaults: Defaults) -> ActivityOptions:
+    """Resolve a task's options: its own settings first, then the definition defaults, then ours."""
+    timeouts = task.timeouts
+    start_to_close = task.timeout or (timeouts.start_to_close if timeouts else None) or defaults.timeout
+    schedule_to_close = timeouts.schedule_to_close if timeouts else None
+    if start_to_close is None and schedule_to_close is None:
+        start_to_close = DEFAULT_TASK_TIMEOUT
+    policy = task.retry_policy or defaults.retry_policy or DEFAULT_RETRY
+    return ActivityOptions(
+        start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=schedule_to_close,
+        heartbeat_timeout=timeouts.heartbeat if timeouts else None,
+        retry_policy=temporal_retry(policy),
+        task_queue=task.task_queue,
+    )

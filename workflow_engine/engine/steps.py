@@ -1,0 +1,208 @@
+"""Workflow-side steps of the interpreter: activities, child workflows, fan-out, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, render, resolve_params
+from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
+
+from .options import LOCAL_ACTIVITY_TYPES, activity_options
+from .types import ActivityInput, ActivityResult, FanOutBatch, RunInput
+
+SECRETS = frozenset({"secrets"})
+# A for_each over more items than this runs in child workflows of this many items each,
+# so no single history approaches Temporal's event limits.
+FAN_OUT_BATCH = 200
+
+
+class StepFailed(Exception):
+    """A step ended in failure: the message to show and the attempts it took."""
+
+    def __init__(self, message: str, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.message, self.attempts = message, attempts
+
+
+def _root_cause(exc: BaseException) -> tuple[str, int]:
+    """Return the innermost failure message and the attempt recorded in its details."""
+    cause: BaseException = exc
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    attempt = 0
+    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+        attempt = int(cause.details[0].get("attempt", 0))
+    return (cause.message if isinstance(cause, ApplicationError) else str(cause)), attempt
+
+
+class Steps:
+    """Mixin of the interpreter holding the step implementations; state lives on the workflow."""
+
+    run_input: RunInput
+    tasks: dict[str, dict[str, Any]]
+    context: dict[str, Any]
+
+    def finish(self, task_id: str, status: str, *, output: Any = None, error: str | None = None) -> None:
+        """Record a task's final state, both for the status query and for expressions."""
+        state = self.tasks[task_id]
+        state.update(status=status, finished_at=workflow.now().isoformat(), output=output, error=error)
+        self.context["tasks"][task_id] = {"status": status, "output": output, "error": error}
+
+    async def sleep(self, task: SleepTask) -> None:
+        """Wait on a durable timer for a duration or until a moment."""
+        if task.config.duration is not None:
+            await workflow.sleep(task.config.duration)
+            return
+        until = render(task.config.until, self.context)
+        try:
+            moment = datetime.fromisoformat(str(until).replace("Z", "+00:00"))
+        except ValueError:
+            raise ExpressionError(f"until {until!r} is not an ISO 8601 datetime") from None
+        if moment.tzinfo is None:
+            raise ExpressionError(f"until {until!r} has no timezone")
+        delay = moment - workflow.now()
+        if delay.total_seconds() > 0:
+            await workflow.sleep(delay)
+
+    async def execute(self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition) -> tuple[Any, int]:
+        """Run an activity or child workflow task, once or once per `for_each` item."""
+        if task.for_each is None:
+            return await self._one(task, definition, self.context, None)
+        items = render(task.for_each, self.context)
+        if not isinstance(items, list):
+            raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
+        if len(items) > FAN_OUT_BATCH:
+            return await self._fan_out_in_children(task, items)
+        return await self.fan_out(task, definition, items, offset=0, context=self.context)
+
+    async def fan_out(
+        self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, items: list[Any], *, offset: int,
+        context: dict[str, Any],
+    ) -> tuple[list[Any], int]:  # fmt: skip
+        """Run one step per item, at most `max_parallel` at once; outputs keep the item order."""
+        limit = asyncio.Semaphore(task.max_parallel or max(1, len(items)))
+
+        async def one(index: int, item: Any) -> tuple[Any, int]:
+            async with limit:
+                scope = {**context, "item": item, "index": index}
+                return await self._one(task, definition, scope, index)
+
+        futures = [asyncio.create_task(one(offset + i, item)) for i, item in enumerate(items)]
+        try:
+            results = await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            await workflow.wait(futures)
+            raise
+        return [output for output, _ in results], max((attempts for _, attempts in results), default=0)
+
+    async def _fan_out_in_children(self, task: ActivityTask | WorkflowTask, items: list[Any]) -> tuple[list[Any], int]:
+        info = workflow.info()
+        batches = [items[i : i + FAN_OUT_BATCH] for i in range(0, len(items), FAN_OUT_BATCH)]
+        at_once = math.ceil(task.max_parallel / FAN_OUT_BATCH) if task.max_parallel else len(batches)
+        limit = asyncio.Semaphore(max(1, at_once))
+
+        async def batch(number: int, chunk: list[Any]) -> Any:
+            async with limit:
+                run_input = RunInput(
+                    definition=self.run_input.definition, revision=self.run_input.revision,
+                    params=self.run_input.params, started_by=self.run_input.started_by,
+                    children=self.run_input.children,
+                    batch=FanOutBatch(task=task.id, items=chunk, offset=number * FAN_OUT_BATCH,
+                                      context=self.context),
+                )  # fmt: skip
+                try:
+                    return await workflow.execute_child_workflow(
+                        info.workflow_type, run_input, id=f"{info.workflow_id}/{task.id}/batch-{number}",
+                        task_queue=info.task_queue,
+                        static_summary=f"{task.display_name}: items from {number * FAN_OUT_BATCH}",
+                    )  # fmt: skip
+                except ChildWorkflowError as exc:
+                    message, attempts = _root_cause(exc)
+                    raise StepFailed(message, attempts) from None
+
+        results = await asyncio.gather(*(batch(n, chunk) for n, chunk in enumerate(batches)))
+        outputs = [output for result in results for output in result["outputs"]]
+        return outputs, max(result["attempts"] for result in results)
+
+    async def run_batch(self, definition: WorkflowDefinition, batch: FanOutBatch) -> dict[str, Any]:
+        """Body of a fan-out batch child: run its slice of items and return their outputs in order."""
+        task = definition.task(batch.task)
+        assert isinstance(task, ActivityTask | WorkflowTask)
+        try:
+            outputs, attempts = await self.fan_out(task, definition, batch.items, offset=batch.offset,
+                                                   context=batch.context)  # fmt: skip
+        except (StepFailed, ExpressionError) as exc:
+            message = exc.message if isinstance(exc, StepFailed) else f"ExpressionError: {exc}"
+            raise ApplicationError(message, {"attempt": getattr(exc, "attempts", 0)}, type="TaskFailed",
+                                   non_retryable=True) from None  # fmt: skip
+        return {"outputs": outputs, "attempts": attempts}
+
+    async def _one(
+        self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, scope: dict[str, Any],
+        index: int | None,
+    ) -> tuple[Any, int]:  # fmt: skip
+        if isinstance(task, WorkflowTask):
+            return await self._child(task, scope, index)
+        return await self._activity(task, definition, scope, index)
+
+    async def _activity(
+        self, task: ActivityTask, definition: WorkflowDefinition, scope: dict[str, Any], index: int | None
+    ) -> tuple[Any, int]:
+        config = render(task.config, scope, defer=SECRETS)
+        options = activity_options(task, definition.defaults)
+        arg = ActivityInput(task_id=task.id, config=config, execution_id=workflow.info().workflow_id)
+        summary = task.display_name if index is None else f"{task.display_name} [{index}]"
+        try:
+            if task.activity_type in LOCAL_ACTIVITY_TYPES and options.task_queue is None:
+                result = await workflow.execute_local_activity(
+                    task.activity_type, arg, result_type=ActivityResult, summary=summary,
+                    start_to_close_timeout=options.start_to_close_timeout,
+                    schedule_to_close_timeout=options.schedule_to_close_timeout, retry_policy=options.retry_policy,
+                )  # fmt: skip
+            else:
+                result = await workflow.execute_activity(
+                    task.activity_type, arg, result_type=ActivityResult, summary=summary,
+                    start_to_close_timeout=options.start_to_close_timeout,
+                    schedule_to_close_timeout=options.schedule_to_close_timeout,
+                    heartbeat_timeout=options.heartbeat_timeout, retry_policy=options.retry_policy,
+                    task_queue=options.task_queue,
+                )  # fmt: skip
+        except ActivityError as exc:
+            message, attempts = _root_cause(exc)
+            raise StepFailed(message, attempts) from None
+        return result.output, result.attempt
+
+    async def _child(self, task: WorkflowTask, scope: dict[str, Any], index: int | None) -> tuple[Any, int]:
+        name = task.config.workflow
+        child = self.run_input.children.get(name)
+        if child is None:
+            raise StepFailed(f"workflow {name!r} was not registered when this run started")
+        child_definition = WorkflowDefinition.model_validate(
+            {k: v for k, v in child.definition.items() if k != "schedules"}
+        )
+        try:
+            params = resolve_params(child_definition, render(task.config.params, scope))
+        except DslError as exc:
+            raise StepFailed(f"parameters of child workflow {name!r}: {exc}") from None
+        info = workflow.info()
+        child_id = f"{info.workflow_id}/{task.id}" + ("" if index is None else f"/{index}")
+        try:
+            output = await workflow.execute_child_workflow(
+                name,
+                RunInput(definition=child.definition, revision=child.revision, params=params,
+                         started_by=self.run_input.started_by, children=self.run_input.children),
+                id=child_id, task_queue=info.task_queue, execution_timeout=task.timeout,
+                static_summary=task.display_name,
+            )  # fmt: skip
+        except ChildWorkflowError as exc:
+            message, _ = _root_cause(exc)
+            raise StepFailed(f"child workflow {child_id!r} failed: {message}", 1) from None
+        return output, 1
