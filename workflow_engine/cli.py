@@ -75,6 +75,19 @@ def dev() -> None:
 
 
 @app.command()
+def schema(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the schema.")] = Path(
+        "workflows/schema.json"
+    ),
+) -> None:
+    """Write the JSON Schema of the DSL (for editors' YAML support) to workflows/schema.json."""
+    from workflow_engine.dsl.schema import json_schema_text
+
+    output.write_text(json_schema_text(), encoding="utf-8")
+    console.print(f"wrote {output}")
+
+
+@app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="YAML definitions to check.", exists=False)],
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",

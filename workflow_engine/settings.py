@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,10 +57,30 @@ class Settings(BaseSettings):
         """Return the allowlist as a list of hosts and CIDRs."""
         return [entry.strip() for entry in self.http_allowlist.split(",") if entry.strip()]
 
+    def read_secret(self, name: str) -> str | None:
+        """Return secret NAME from the environment (PREFIX+NAME), else from the secrets file, else None."""
+        value = os.environ.get(f"{self.secrets_env_prefix}{name}")
+        if value is not None:
+            return value
+        return _secrets_file(self.secrets_file).get(name) if self.secrets_file else None
+
     @property
     def plugin_modules(self) -> list[str]:
         """Return the plugin module names."""
         return [entry.strip() for entry in self.plugins.split(",") if entry.strip()]
+
+
+def _secrets_file(path: Path) -> dict[str, str]:
+    """Read a JSON object or KEY=VALUE lines; a missing file holds no secrets."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    if text.lstrip().startswith("{"):
+        data = json.loads(text)
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 @lru_cache

@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from workflow_engine.engine import BuiltinActivities, Interpreter, connect
 from workflow_engine.engine.client import ensure_search_attributes
 from workflow_engine.engine.http import HttpActivities
+from workflow_engine.engine.secrets import SecretsInterceptor
 from workflow_engine.engine.shell import ShellActivities
 from workflow_engine.settings import Settings
 
@@ -37,6 +38,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        interceptors=[SecretsInterceptor(settings)],
         graceful_shutdown_timeout=timedelta(seconds=30),
     )
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, parse_definition
+from workflow_engine.dsl.model import WorkflowTask
+from workflow_engine.engine.types import ChildDefinition
 from workflow_engine.storage import repository
 
 logger = logging.getLogger(__name__)
@@ -107,3 +109,26 @@ async def register_directory(*, sessions: async_sessionmaker[AsyncSession], dire
         verb = "registered" if result.created else "unchanged"
         logger.info("%s %s revision %d", verb, result.workflow_id, result.revision)
     return DirectoryReport(registered, invalid)
+
+
+async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinition) -> dict[str, ChildDefinition]:
+    """Pin every workflow a definition may start as a child (transitively) to its current revision."""
+    children: dict[str, ChildDefinition] = {}
+    pending = [(definition, task) for task in (*definition.tasks, *definition.on_failure)]
+    while pending:
+        parent, task = pending.pop(0)
+        if not isinstance(task, WorkflowTask) or task.config.workflow in children:
+            continue
+        name = task.config.workflow
+        record = await repository.get_definition(session=session, workflow_id=name)
+        revision = record and await repository.get_revision(
+            session=session, workflow_id=name, number=record.current_revision
+        )
+        if not revision:
+            raise DslError(
+                [Issue(f"{parent.name}.tasks.{task.id}.config.workflow", f"workflow {name!r} is not registered", None)]
+            )
+        children[name] = ChildDefinition(definition=revision.definition, revision=revision.number)
+        child = WorkflowDefinition.model_validate(revision.definition)
+        pending.extend((child, t) for t in (*child.tasks, *child.on_failure))
+    return children

@@ -16,6 +16,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -52,7 +53,15 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d)|P.+)$"
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    AfterValidator(_positive),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "description": "500ms, 30s, 5m, 2h, 7d or ISO 8601 (PT30S)"}
+    ),
+]
 
 
 class _Closed(BaseModel):
@@ -299,7 +308,7 @@ class WorkflowDefinition(_Closed):
     """One YAML file: a named workflow with params, options, tasks and output."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    version: str | None = None
+    version: Annotated[str | None, WithJsonSchema({"type": ["string", "number"]})] = None
     description: str | None = None
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     timeout: Duration | None = None

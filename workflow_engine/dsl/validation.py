@@ -24,6 +24,12 @@ Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 
 _FAN_OUT_NAMES = ("item", "index")
+_SCOPE_RULES = {
+    "item": "only inside the config of a for_each task",
+    "index": "only inside the config of a for_each task",
+    "error": "only in on_failure tasks",
+    "secrets": "only in the config of activity tasks, where the worker resolves it",
+}
 
 
 def _tasks(data: dict[str, Any], section: str) -> list[tuple[int, dict[str, Any]]]:
@@ -100,7 +106,7 @@ def check_semantics(data: dict[str, Any], *, activity_types: tuple[str, ...] = B
         # on_failure runs after the run failed: any main task may be read, in any state.
         problems.extend(_check_task_expressions(("on_failure", i), task, {}, False, known, in_handler=True))
     for sub, source in iter_templates(data.get("output")):
-        problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, set()))
+        problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, {"secrets"}))
     return problems
 
 
@@ -135,6 +141,7 @@ def _check_task_expressions(
     else:
         scope = upstream(graph, task_id)
     fan_out = task.get("for_each") is not None
+    in_activity = task.get("type", "activity") == "activity"
     problems: list[Problem] = []
     for sub, source, per_item in templates:
         forbidden: set[str] = set()
@@ -142,6 +149,8 @@ def _check_task_expressions(
             forbidden.update(_FAN_OUT_NAMES)
         if not in_handler:
             forbidden.add("error")
+        if not (in_activity and per_item):
+            forbidden.add("secrets")
         where = (*prefix, *sub)
         problems.extend(_check_expression(where, source, scope, None if in_handler else task_id, forbidden))
     return problems
@@ -159,8 +168,11 @@ def _check_expression(
         if name not in ROOT_NAMES:
             problems.append((where, f"unknown name {name!r} in {source!r}; use one of {', '.join(ROOT_NAMES)}"))
         elif name in forbidden:
-            why = "only inside the config of a for_each task" if name in _FAN_OUT_NAMES else "only in on_failure tasks"
-            problems.append((where, f"{name!r} is available {why} (in {source!r})"))
+            problems.append((where, f"{name!r} is available {_SCOPE_RULES[name]} (in {source!r})"))
+    if "secrets" in names and "secrets" not in forbidden and len(names) > 1:
+        problems.append(
+            (where, f"an expression reading secrets may read nothing else: it runs in the worker (in {source!r})")
+        )
     for ref in referenced_tasks(source):
         if ref not in scope:
             why = "is not upstream of this task" if task_id else "does not exist"

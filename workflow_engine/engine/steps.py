@@ -175,9 +175,9 @@ class Steps:
                     heartbeat_timeout=options.heartbeat_timeout, retry_policy=options.retry_policy,
                     task_queue=options.task_queue,
                 )  # fmt: skip
-        except ActivityError as exc:
+        except (ActivityError, ApplicationError) as exc:  # local activity failures arrive unwrapped
             message, attempts = _root_cause(exc)
-            raise StepFailed(message, attempts) from None
+            raise StepFailed(message, attempts or 1) from None
         return result.output, result.attempt
 
     async def _child(self, task: WorkflowTask, scope: dict[str, Any], index: int | None) -> tuple[Any, int]:

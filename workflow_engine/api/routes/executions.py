@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
+from workflow_engine.api.registry import resolve_children
 from workflow_engine.api.routes.workflows import load_current
 from workflow_engine.api.schemas import ExecuteRequest, ExecuteResponse, ExecutionDetail, Problem, TaskState
 from workflow_engine.dsl import WorkflowDefinition, resolve_params
@@ -46,7 +47,12 @@ async def execute(
         workflow_name=workflow_id,
         execution_id=execution_id,
         task_queue=settings.temporal_task_queue,
-        run_input=RunInput(definition=revision.definition, revision=revision.number, params=params),
+        run_input=RunInput(
+            definition=revision.definition,
+            revision=revision.number,
+            params=params,
+            children=await resolve_children(session=session, definition=definition),
+        ),
         execution_timeout=definition.timeout,
     )
     await session.commit()

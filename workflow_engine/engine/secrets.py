@@ -1,0 +1,103 @@
+"""Secrets stay out of history: templates reading `secrets` are resolved inside the activity, then masked.
+
+The interpreter leaves `${{ ... secrets.NAME ... }}` templates unrendered in the activity input. This
+activity interceptor renders them just before the activity runs, with only the secrets it needs, and
+replaces every secret value in the activity's result and error messages with `***` before they go
+back to Temporal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from workflow_engine.dsl import ExpressionError, render
+from workflow_engine.dsl.expressions import iter_templates
+from workflow_engine.settings import Settings
+
+from .types import ActivityInput, ActivityResult
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"\bsecrets\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def referenced_secrets(config: Any) -> list[str]:
+    """Return the secret names read by templates in a config, in first-use order."""
+    names: dict[str, None] = {}
+    for _, source in iter_templates(config):
+        names.update(dict.fromkeys(_SECRET_NAME.findall(source)))
+    return list(names)
+
+
+def mask(value: Any, secrets: list[str]) -> Any:
+    """Replace every occurrence of a secret value in nested data with `***`."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, Mapping):
+        return {mask(k, secrets): mask(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(item, secrets) for item in value]
+    return value
+
+
+class _Inbound(ActivityInboundInterceptor):
+    def __init__(self, next_interceptor: ActivityInboundInterceptor, settings: Settings) -> None:
+        super().__init__(next_interceptor)
+        self.settings = settings
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:  # noqa: A002 - SDK signature
+        arg = input.args[0] if input.args else None
+        if not isinstance(arg, ActivityInput):
+            return await super().execute_activity(input)
+        names = referenced_secrets(arg.config)
+        if not names:
+            return await super().execute_activity(input)
+        values: dict[str, str] = {}
+        for name in names:
+            value = self.settings.read_secret(name)
+            if value is None:
+                raise ApplicationError(
+                    f"secret {name!r} is not set (environment variable {self.settings.secrets_env_prefix}{name} "
+                    "or the secrets file)",
+                    type="SecretMissing",
+                    non_retryable=True,
+                )
+            values[name] = value
+        hidden = sorted((v for v in values.values() if v), key=len, reverse=True)
+        try:
+            config = render(arg.config, {"secrets": values})
+        except ExpressionError as exc:
+            raise ApplicationError(mask(str(exc), hidden), type="ExpressionError", non_retryable=True) from None
+        input.args = [ActivityInput(task_id=arg.task_id, config=config, execution_id=arg.execution_id), *input.args[1:]]
+        try:
+            result = await super().execute_activity(input)
+        except ApplicationError as exc:
+            raise ApplicationError(
+                mask(exc.message, hidden), *mask(list(exc.details), hidden), type=exc.type,
+                non_retryable=exc.non_retryable,
+            ) from None  # fmt: skip
+        except Exception as exc:
+            raise ApplicationError(mask(f"{type(exc).__name__}: {exc}", hidden), type=type(exc).__name__) from None
+        if isinstance(result, ActivityResult):
+            return ActivityResult(output=mask(result.output, hidden), attempt=result.attempt)
+        return mask(result, hidden)
+
+
+class SecretsInterceptor(Interceptor):
+    """Worker interceptor resolving `secrets.NAME` inside activities and masking their values."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Keep the settings that say where secrets come from."""
+        self.settings = settings
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:  # noqa: A002
+        """Wrap every activity."""
+        return _Inbound(next, self.settings)
