@@ -96,9 +96,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
 
 
-@pytest.fixture
-def settings(temporal_env: WorkflowEnvironment, task_queue: str, workflows_dir: Path, sqlite_url: str) -> Settings:
-    """Return settings pointing at the session's Temporal, a fresh queue and this test's directories."""
+@pytest_asyncio.fixture
+async def settings(
+    temporal_env: WorkflowEnvironment, task_queue: str, workflows_dir: Path, sqlite_url: str
+) -> Settings:
+    """Return settings pointing at the session's Temporal, a fresh queue, this test's directories and a migrated DB."""
+    await upgrade_database(sqlite_url)
     return Settings(
         _env_file=None,
         temporal_address=temporal_env.client.service_client.config.target_host,

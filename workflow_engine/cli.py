@@ -33,9 +33,20 @@ def api() -> None:
     import uvicorn
 
     from workflow_engine.api import create_app
+    from workflow_engine.api.auth import parse_tokens
 
     _configure_logging()
     settings = get_settings()
+    try:
+        tokens = parse_tokens(settings.api_tokens)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="API_TOKENS") from None
+    if not tokens and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(
+            f"[red]refusing to serve on {settings.api_host} without authentication[/]: "
+            "set API_TOKENS (user:role+role:token, ...) or bind API_HOST to 127.0.0.1"
+        )
+        raise typer.Exit(2)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
 
 

@@ -44,3 +44,17 @@ class UnavailableError(EngineError):
 
     code = "unavailable"
     status_code = 503
+
+
+class UnauthenticatedError(EngineError):
+    """A request without valid credentials."""
+
+    code = "unauthenticated"
+    status_code = 401
+
+
+class ForbiddenError(EngineError):
+    """An authenticated caller without the right to do this."""
+
+    code = "forbidden"
+    status_code = 403

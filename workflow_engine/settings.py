@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
     worker_max_concurrent_activities: int = Field(100, description="Activities one worker runs at once.")
+    api_tokens: str = Field(
+        "",
+        description="Comma-separated `user:role+role:token` entries; empty = local mode (loopback only, no auth).",
+    )
 
     @property
     def http_allowlist_entries(self) -> list[str]:

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from workflow_engine.audit import AuditActivities
 from workflow_engine.engine import BuiltinActivities, Interpreter, connect
 from workflow_engine.engine.client import ensure_search_attributes
 from workflow_engine.engine.http import HttpActivities
@@ -29,6 +30,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         *BuiltinActivities(settings.workflows_dir).all(),
         *HttpActivities(settings).all(),
         *ShellActivities(settings).all(),
+        AuditActivities(settings).record_approval,
     ]
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     return Worker(

@@ -15,7 +15,7 @@ from workflow_engine.storage import create_engine, session_factory
 
 from .errors import install_error_handlers
 from .registry import register_directory
-from .routes import executions, health, workflows
+from .routes import approvals, executions, health, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.include_router(health.router)
     app.include_router(workflows.router)
     app.include_router(executions.router)
+    app.include_router(approvals.router)
     return app

@@ -73,16 +73,44 @@ class ExecuteResponse(BaseModel):
 
 
 class TaskState(BaseModel):
-    """Live state of one task of a run."""
+    """Live state of one task of a run (approval tasks also carry message, deadline and approvals)."""
 
     id: str
     name: str
+    type: str = "activity"
     status: str
     attempts: int = 0
     started_at: str | None = None
     finished_at: str | None = None
     output: Any = None
     error: str | None = None
+    message: str | None = None
+    deadline: str | None = None
+    approvers: list[str] | None = None
+    required_approvals: int | None = None
+    approvals: list[dict[str, Any]] | None = None
+
+
+class ApprovalRequest(BaseModel):
+    """A decision on a waiting approval task; the approver is the authenticated caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(None, max_length=4000)
+
+
+class ApprovalResponse(BaseModel):
+    """The task's state after the decision."""
+
+    execution_id: str
+    task: dict[str, Any]
+
+
+class ApprovalInbox(BaseModel):
+    """Every approval waiting for a decision."""
+
+    items: list[dict[str, Any]]
 
 
 class ExecutionDetail(BaseModel):
@@ -98,6 +126,8 @@ class ExecutionDetail(BaseModel):
     error: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    started_by: str | None = None
+    audit: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Problem(BaseModel):

@@ -9,27 +9,38 @@ from workflow_engine.dsl.model import ApprovalConfig
 DECISIONS = ("approve", "reject")
 
 
+def check(
+    state: dict[str, Any] | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
+) -> tuple[str, str] | None:
+    """Return (code, reason) when `decision` cannot be accepted for this task state, else None.
+
+    Codes: unknown_task, not_waiting, invalid_decision, not_allowed, duplicate, self_approval.
+    """
+    task_id = getattr(decision, "task_id", None)
+    if state is None or config is None:
+        return "unknown_task", f"unknown approval task {task_id!r}"
+    if state["status"] != "waiting_approval":
+        return "not_waiting", f"task {task_id!r} is not waiting for approval (it is {state['status']})"
+    if getattr(decision, "decision", None) not in DECISIONS:
+        return "invalid_decision", f"decision must be one of {', '.join(DECISIONS)}"
+    approver = getattr(decision, "approver", None)
+    if not isinstance(approver, str) or not approver:
+        return "invalid_decision", "approver is required"
+    if not allowed(config, approver, list(getattr(decision, "roles", []) or [])):
+        return "not_allowed", f"{approver!r} is not an approver of task {task_id!r}"
+    if any(given["approver"] == approver for given in state.get("approvals", [])):
+        return "duplicate", f"{approver!r} has already decided on task {task_id!r}"
+    if not config.allow_self_approval and started_by is not None and approver == started_by:
+        return "self_approval", f"{approver!r} started this run and cannot approve it (allow_self_approval is false)"
+    return None
+
+
 def refusal(
     state: dict[str, Any] | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
 ) -> str | None:
     """Return why `decision` cannot be accepted for this task state, or None when it can."""
-    task_id = getattr(decision, "task_id", None)
-    if state is None or config is None:
-        return f"unknown approval task {task_id!r}"
-    if state["status"] != "waiting_approval":
-        return f"task {task_id!r} is not waiting for approval (it is {state['status']})"
-    if getattr(decision, "decision", None) not in DECISIONS:
-        return f"decision must be one of {', '.join(DECISIONS)}"
-    approver = getattr(decision, "approver", None)
-    if not isinstance(approver, str) or not approver:
-        return "approver is required"
-    if not allowed(config, approver, list(getattr(decision, "roles", []) or [])):
-        return f"{approver!r} is not an approver of task {task_id!r}"
-    if any(given["approver"] == approver for given in state.get("approvals", [])):
-        return f"{approver!r} has already decided on task {task_id!r}"
-    if not config.allow_self_approval and started_by is not None and approver == started_by:
-        return f"{approver!r} started this run and cannot approve it (allow_self_approval is false)"
-    return None
+    found = check(state, config, decision, started_by)
+    return None if found is None else found[1]
 
 
 def allowed(config: ApprovalConfig, approver: str, roles: list[str]) -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -16,15 +18,17 @@ with workflow.unsafe.imports_passed_through():
     from workflow_engine.dsl import ExpressionError, Task, WorkflowDefinition, is_true, render, task_graph
     from workflow_engine.dsl.model import ApprovalTask, SetTask, SleepTask
 
-    from .approvals import outcome, refusal
+    from .approvals import check, outcome, refusal
     from .steps import SECRETS, StepFailed, Steps
     from .types import (
         APPROVAL_SIGNAL,
         APPROVE_UPDATE,
+        RECORD_APPROVAL_ACTIVITY,
         SA_REVISION,
         SA_WAITING_APPROVAL,
         SA_WORKFLOW_NAME,
         STATUS_QUERY,
+        ApprovalAudit,
         ApprovalDecision,
         RunInput,
     )
@@ -39,6 +43,16 @@ class _RunFailed(Exception):
     def __init__(self, task_id: str, message: str) -> None:
         super().__init__(message)
         self.task_id, self.message = task_id, message
+
+
+def _more_than(approvals: list[dict[str, Any]], seen: int) -> bool:
+    return len(approvals) > seen
+
+
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to cancel (fail-fast cancels running siblings)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 def _decision(payload: Any, via: str) -> ApprovalDecision:
@@ -117,9 +131,12 @@ class Interpreter(Steps):
 
     @approve.validator
     def _validate_approve(self, payload: Any) -> None:
-        reason = self._refusal(_decision(payload, "update"))
-        if reason is not None:
-            raise ValueError(reason)
+        decision = _decision(payload, "update")
+        config = self._approval_config(decision.task_id)
+        state = self.tasks.get(decision.task_id) if config is not None else None
+        found = check(state, config, decision, self.run_input.started_by)
+        if found is not None:
+            raise ApplicationError(found[1], type=found[0], non_retryable=True)
 
     def _approval_config(self, task_id: str) -> Any:
         if self.definition is None:
@@ -230,10 +247,14 @@ class Interpreter(Steps):
         except ExpressionError as exc:
             self.finish(task.id, "failed", error=f"ExpressionError: {exc}")
         except StepFailed as exc:
+            if _cancel_requested():  # a cancelled activity or child reports the cancellation as a failure
+                self.finish(task.id, "cancelled")
+                raise asyncio.CancelledError from None
             state["attempts"] = exc.attempts or state["attempts"]
             self.finish(task.id, "failed", error=exc.message)
         except asyncio.CancelledError:
             self.finish(task.id, "cancelled")
+            self._set_waiting()  # a cancelled approval no longer waits
             raise
 
     def definition_or_fail(self) -> WorkflowDefinition:
@@ -250,14 +271,19 @@ class Interpreter(Steps):
                      deadline=deadline.isoformat() if deadline else None)  # fmt: skip
         self.context["tasks"][task.id]["status"] = "waiting_approval"
         self._set_waiting()
-        timed_out = False
-        try:
-            await workflow.wait_condition(
-                lambda: outcome(config, state["approvals"]) is not None, timeout=config.timeout
-            )
-            decision = outcome(config, state["approvals"])
-        except TimeoutError:
-            timed_out, decision = True, config.on_timeout
+        timed_out, recorded = False, 0
+        while (decision := outcome(config, state["approvals"])) is None:
+            remaining = None if deadline is None else max(deadline - workflow.now(), timedelta(milliseconds=1))
+            try:
+                await workflow.wait_condition(partial(_more_than, state["approvals"], recorded), timeout=remaining)
+            except TimeoutError:
+                timed_out, decision = True, config.on_timeout
+                break
+            for given in state["approvals"][recorded:]:
+                await self._audit(task.id, given)
+            recorded = len(state["approvals"])
+        for given in state["approvals"][recorded:]:
+            await self._audit(task.id, given)
         output = {"decision": decision, "approvals": list(state["approvals"]), "timed_out": timed_out}
         if decision == "approve":
             self.finish(task.id, "completed", output=output)
@@ -268,6 +294,23 @@ class Interpreter(Steps):
         else:
             self.finish(task.id, "failed", output=output, error=f"approval timed out after {config.timeout}")
         self._set_waiting()
+
+    async def _audit(self, task_id: str, given: dict[str, Any]) -> None:
+        """Write one decision to the audit trail in the database; a failure is noted, not fatal."""
+        info = workflow.info()
+        record = ApprovalAudit(
+            execution_id=info.workflow_id, workflow_name=info.workflow_type, task_id=task_id,
+            approver=given["approver"], decision=given["decision"], comment=given["comment"], via=given["via"],
+            at=given["at"],
+        )  # fmt: skip
+        try:
+            await workflow.execute_local_activity(
+                RECORD_APPROVAL_ACTIVITY, record, start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=5), summary=f"audit {task_id}",
+            )  # fmt: skip
+        except (ActivityError, ApplicationError) as exc:
+            workflow.logger.warning("approval audit not stored: %s", exc)
+            given["audit_error"] = str(exc)
 
     def _set_waiting(self) -> None:
         waiting = any(s["status"] == "waiting_approval" for s in self.tasks.values())

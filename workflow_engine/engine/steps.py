@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 
 from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, render, resolve_params
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
@@ -177,6 +177,9 @@ class Steps:
                 )  # fmt: skip
         except (ActivityError, ApplicationError) as exc:  # local activity failures arrive unwrapped
             message, attempts = _root_cause(exc)
+            exhausted = isinstance(exc, ActivityError) and exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+            if not attempts and exhausted:  # a timed-out attempt carries no attempt number
+                attempts = options.retry_policy.maximum_attempts
             raise StepFailed(message, attempts or 1) from None
         return result.output, result.attempt
 

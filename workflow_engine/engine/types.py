@@ -10,6 +10,7 @@ from temporalio.common import SearchAttributeKey
 STATUS_QUERY = "status"
 APPROVAL_SIGNAL = "approval"
 APPROVE_UPDATE = "approve"
+RECORD_APPROVAL_ACTIVITY = "record_approval"
 
 # Search attributes, so runs can be filtered in the Temporal UI and by the API.
 SA_WORKFLOW_NAME = SearchAttributeKey.for_keyword("WfeWorkflowName")
@@ -78,3 +79,17 @@ class ApprovalDecision:
     comment: str | None = None
     roles: list[str] = field(default_factory=list)
     via: str = "signal"
+
+
+@dataclass
+class ApprovalAudit:
+    """One accepted decision, written to the database by the `record_approval` activity."""
+
+    execution_id: str
+    workflow_name: str
+    task_id: str
+    approver: str
+    decision: str
+    comment: str | None
+    via: str
+    at: str

@@ -3,9 +3,10 @@
 from . import repository
 from .db import create_engine, session_factory
 from .migrate import upgrade_database
-from .models import Base, Definition, Execution, Revision
+from .models import ApprovalRecord, Base, Definition, Execution, Revision
 
 __all__ = [
+    "ApprovalRecord",
     "Base",
     "Definition",
     "Execution",

@@ -66,3 +66,20 @@ class Execution(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     started_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ApprovalRecord(Base):
+    """The audit trail: one accepted approval decision (through the API or a Temporal signal)."""
+
+    __tablename__ = "approval_decision"
+    __table_args__ = (UniqueConstraint("execution_id", "task_id", "approver"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(String(255), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(63))
+    task_id: Mapped[str] = mapped_column(String(255))
+    approver: Mapped[str] = mapped_column(String(255))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    via: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

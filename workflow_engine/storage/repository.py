@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Definition, Execution, Revision, utcnow
+from .models import ApprovalRecord, Definition, Execution, Revision, utcnow
 
 
 async def get_definition(*, session: AsyncSession, workflow_id: str) -> Definition | None:
@@ -102,3 +103,43 @@ async def add_execution(
 async def get_execution(*, session: AsyncSession, execution_id: str) -> Execution | None:
     """Return the index entry of a run, or None."""
     return await session.get(Execution, execution_id)
+
+
+async def add_approval_record(
+    *,
+    session: AsyncSession,
+    execution_id: str,
+    workflow_id: str,
+    task_id: str,
+    approver: str,
+    decision: str,
+    comment: str | None,
+    via: str,
+    decided_at: datetime,
+) -> bool:
+    """Store one decision unless it is already stored (retries are harmless); return whether it was new."""
+    existing = await session.scalar(
+        select(ApprovalRecord).where(
+            ApprovalRecord.execution_id == execution_id,
+            ApprovalRecord.task_id == task_id,
+            ApprovalRecord.approver == approver,
+        )
+    )
+    if existing is not None:
+        return False
+    session.add(
+        ApprovalRecord(
+            execution_id=execution_id, workflow_id=workflow_id, task_id=task_id, approver=approver,
+            decision=decision, comment=comment, via=via, decided_at=decided_at,
+        )
+    )  # fmt: skip
+    await session.flush()
+    return True
+
+
+async def list_approval_records(*, session: AsyncSession, execution_id: str) -> list[ApprovalRecord]:
+    """Return the decisions of one run, oldest first."""
+    result = await session.scalars(
+        select(ApprovalRecord).where(ApprovalRecord.execution_id == execution_id).order_by(ApprovalRecord.id)
+    )
+    return list(result)

@@ -1,5 +1,5 @@
 """The API's routers, one module per resource."""
 
-from . import executions, health, workflows
+from . import approvals, executions, health, workflows
 
-__all__ = ["executions", "health", "workflows"]
+__all__ = ["approvals", "executions", "health", "workflows"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from workflow_engine.api.auth import Operator, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
 from workflow_engine.api.registry import resolve_children
 from workflow_engine.api.routes.workflows import load_current
@@ -24,6 +25,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"mode
 @router.post("/workflows/{workflow_id}/execute", status_code=202, response_model=ExecuteResponse, responses=_ERRORS)
 async def execute(
     workflow_id: str,
+    caller: Operator,
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
@@ -40,7 +42,7 @@ async def execute(
         workflow_id=workflow_id,
         revision=revision.number,
         parameters=params,
-        started_by=None,
+        started_by=caller.user,
     )
     await start_execution(
         temporal,
@@ -51,6 +53,7 @@ async def execute(
             definition=revision.definition,
             revision=revision.number,
             params=params,
+            started_by=caller.user,
             children=await resolve_children(session=session, definition=definition),
         ),
         execution_timeout=definition.timeout,
@@ -62,7 +65,9 @@ async def execute(
 
 
 @router.get("/{execution_id}", response_model=ExecutionDetail, responses=_ERRORS)
-async def get_execution(execution_id: str, session: SessionDep, temporal: TemporalDep) -> ExecutionDetail:
+async def get_execution(
+    execution_id: str, session: SessionDep, temporal: TemporalDep, _caller: Viewer
+) -> ExecutionDetail:
     """Show a run's status, every task's state, its output and error, live from Temporal."""
     record = await repository.get_execution(session=session, execution_id=execution_id)
     try:
@@ -83,7 +88,13 @@ async def get_execution(execution_id: str, session: SessionDep, temporal: Tempor
         error=live["error"],
         started_at=live["started_at"],
         finished_at=live["finished_at"],
-    )
+        started_by=record.started_by if record else None,
+        audit=[
+            {"task_id": a.task_id, "approver": a.approver, "decision": a.decision, "comment": a.comment,
+             "via": a.via, "at": a.decided_at.isoformat()}
+            for a in await repository.list_approval_records(session=session, execution_id=execution_id)
+        ],
+    )  # fmt: skip
 
 
 async def _declared_tasks(session: SessionDep, workflow_id: str, number: int) -> list[TaskState]:

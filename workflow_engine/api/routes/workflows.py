@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from workflow_engine.api.auth import Viewer
 from workflow_engine.api.deps import SessionDep
 from workflow_engine.api.schemas import TaskSummary, WorkflowDetail, WorkflowList, WorkflowSummary
 from workflow_engine.dsl import WorkflowDefinition, dependencies
@@ -39,6 +40,7 @@ def _summary(record: Definition, revision: Revision) -> WorkflowSummary:
 @router.get("", response_model=WorkflowList)
 async def list_workflows(
     session: SessionDep,
+    _caller: Viewer,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> WorkflowList:
@@ -52,7 +54,7 @@ async def list_workflows(
 
 
 @router.get("/{workflow_id}", response_model=WorkflowDetail)
-async def get_workflow(workflow_id: str, session: SessionDep) -> WorkflowDetail:
+async def get_workflow(workflow_id: str, session: SessionDep, _caller: Viewer) -> WorkflowDetail:
     """Show a workflow's current revision: params, tasks and source."""
     record, revision = await load_current(session, workflow_id)
     definition = WorkflowDefinition.model_validate(revision.definition)

@@ -1,0 +1,43 @@
+"""Approval routes: decide on a waiting task, and the inbox of every pending approval."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+
+from workflow_engine.api.auth import Approver
+from workflow_engine.api.deps import TemporalDep
+from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse, Problem
+from workflow_engine.engine.approval_client import pending_approvals, send_decision
+
+router = APIRouter(tags=["approvals"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503)}
+
+
+@router.post("/executions/{execution_id}/approvals/{task_id}", response_model=ApprovalResponse, responses=_ERRORS)
+async def decide(
+    execution_id: str, task_id: str, body: ApprovalRequest, caller: Approver, temporal: TemporalDep
+) -> ApprovalResponse:
+    """Approve or reject a waiting task as the authenticated caller (never as a name from the body)."""
+    payload = {
+        "task_id": task_id,
+        "decision": body.decision,
+        "approver": caller.user,
+        "comment": body.comment,
+        "roles": sorted(caller.roles),
+        "via": "api",
+    }
+    task = await send_decision(temporal, execution_id, payload)
+    return ApprovalResponse(execution_id=execution_id, task=task)
+
+
+@router.get("/approvals", response_model=ApprovalInbox, responses=_ERRORS)
+async def inbox(
+    _caller: Approver,
+    temporal: TemporalDep,
+    status: Literal["pending"] = Query("pending", description="Only pending approvals are listed."),
+) -> ApprovalInbox:
+    """List every approval waiting for a decision, across all running executions."""
+    return ApprovalInbox(items=await pending_approvals(temporal))
