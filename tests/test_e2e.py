@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -192,3 +193,35 @@ def test_temporal_binary_is_installed_not_downloaded() -> None:
     path = Path(temporal_binary())
     assert path.is_file() and os.access(path, os.X_OK)
     assert shutil.which("temporal") is None or Path(shutil.which("temporal") or "").is_file()
+
+
+def test_cli_run_status_and_approve_through_the_api(stack: Stack, stack_env: dict[str, str]) -> None:
+    workflows = Path(stack_env["WORKFLOWS_DIR"])
+    for name in ("expense-approval.yaml", "expenses.py"):
+        shutil.copy(REPO_ROOT / "workflows" / name, workflows / name)
+    stack.start("worker")
+    stack.start("api")
+    env = {**stack.env, "API_URL": stack.base_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "workflow_engine", *args], env=env, cwd=stack.cwd,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    started = cli("run", "expense-approval", "-p", "employee=ada", "-p", "amount=2500")
+    assert started.returncode == 0, started.stderr
+    execution_id = json.loads(started.stdout)["execution_id"]
+    deadline = time.monotonic() + 30
+    while json.loads(cli("status", execution_id).stdout)["status"] != "waiting_approval":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    approved = cli("approve", execution_id, "manager_approval", "--comment", "ok from the CLI")
+    assert approved.returncode == 0, approved.stderr + approved.stdout
+    assert "manager_approval: completed" in approved.stdout
+    body = _poll(stack.base_url, execution_id)
+    assert body["status"] == "completed"
+    assert body["audit"][0]["comment"] == "ok from the CLI"
+    refused = cli("approve", execution_id, "manager_approval")
+    assert refused.returncode == 1
+    assert "HTTP 409" in refused.stdout
+    bad = cli("run", "expense-approval", "-p", "amount=-5")
+    assert bad.returncode == 1 and "HTTP 422" in bad.stdout and "parameters.employee" in bad.stdout

@@ -8,7 +8,7 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -122,3 +122,54 @@ def validate(
         if not problems:
             console.print(f"[green]{len(files)} file(s) valid[/]")
     raise typer.Exit(1 if problems else 0)
+
+
+def _api(method: str, path: str, body: Any = None) -> Any:
+    from workflow_engine.remote import ApiError, call
+
+    try:
+        return call(get_settings(), method, path, body)
+    except ApiError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"{text!r}: use name=value (value is JSON when it parses, else text)")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+@app.command()
+def run(
+    workflow_id: Annotated[str, typer.Argument(help="Registered workflow to start.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")] = None,
+) -> None:
+    """Start a run through the API and print its execution id."""
+    parameters = dict(_parse_param(p) for p in param or [])
+    answer = _api("POST", f"/executions/workflows/{workflow_id}/execute", {"parameters": parameters})
+    typer.echo(json.dumps(answer, indent=2))
+
+
+@app.command()
+def status(execution_id: Annotated[str, typer.Argument(help="Execution to show.")]) -> None:
+    """Show a run's status, tasks, output and error."""
+    typer.echo(json.dumps(_api("GET", f"/executions/{execution_id}"), indent=2))
+
+
+@app.command()
+def approve(
+    execution_id: Annotated[str, typer.Argument(help="The waiting execution.")],
+    task_id: Annotated[str, typer.Argument(help="The approval task.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
+    comment: Annotated[str | None, typer.Option("--comment", "-m", help="Why.")] = None,
+) -> None:
+    """Approve (or with --reject, reject) a waiting approval task as the API token's user."""
+    body = {"decision": "reject" if reject else "approve", "comment": comment}
+    answer = _api("POST", f"/executions/{execution_id}/approvals/{task_id}", body)
+    task = answer["task"]
+    console.print(f"{task['id']}: {task['status']} ({len(task.get('approvals') or [])} decision(s) so far)")

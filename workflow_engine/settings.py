@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
     worker_max_concurrent_activities: int = Field(100, description="Activities one worker runs at once.")
+    api_url: str | None = Field(None, description="API base URL the CLI talks to (default: from API_HOST/API_PORT).")
+    api_token: str | None = Field(None, description="Bearer token the CLI sends to the API.")
     api_tokens: str = Field(
         "",
         description="Comma-separated `user:role+role:token` entries; empty = local mode (loopback only, no auth).",
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
     def http_allowlist_entries(self) -> list[str]:
         """Return the allowlist as a list of hosts and CIDRs."""
         return [entry.strip() for entry in self.http_allowlist.split(",") if entry.strip()]
+
+    @property
+    def api_base_url(self) -> str:
+        """Return the URL the CLI reaches the API at."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
     def read_secret(self, name: str) -> str | None:
         """Return secret NAME from the environment (PREFIX+NAME), else from the secrets file, else None."""

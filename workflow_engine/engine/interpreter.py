@@ -81,6 +81,7 @@ class Interpreter(Steps):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.context: dict[str, Any] = {}
         self.waiting = False
+        self.audited: dict[str, int] = {}
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
@@ -123,11 +124,16 @@ class Interpreter(Steps):
         self._record(decision)
 
     @workflow.update(name=APPROVE_UPDATE)
-    def approve(self, payload: Any) -> dict[str, Any]:
-        """Take a decision synchronously and answer with the task's new state."""
+    async def approve(self, payload: Any) -> dict[str, Any]:
+        """Take a decision synchronously; answer once it is audited or has decided the task."""
         decision = _decision(payload, str(payload.get("via", "update")) if isinstance(payload, dict) else "update")
         self._record(decision)
-        return dict(self.tasks[decision.task_id])
+        state = self.tasks[decision.task_id]
+        position = len(state["approvals"])
+        await workflow.wait_condition(
+            lambda: state["status"] != "waiting_approval" or self.audited.get(decision.task_id, 0) >= position
+        )
+        return dict(state)
 
     @approve.validator
     def _validate_approve(self, payload: Any) -> None:
@@ -281,9 +287,10 @@ class Interpreter(Steps):
                 break
             for given in state["approvals"][recorded:]:
                 await self._audit(task.id, given)
-            recorded = len(state["approvals"])
+            recorded = self.audited[task.id] = len(state["approvals"])
         for given in state["approvals"][recorded:]:
             await self._audit(task.id, given)
+        self.audited[task.id] = len(state["approvals"])
         output = {"decision": decision, "approvals": list(state["approvals"]), "timed_out": timed_out}
         if decision == "approve":
             self.finish(task.id, "completed", output=output)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +105,8 @@ class Steps:
     async def _fan_out_in_children(self, task: ActivityTask | WorkflowTask, items: list[Any]) -> tuple[list[Any], int]:
         info = workflow.info()
         batches = [items[i : i + FAN_OUT_BATCH] for i in range(0, len(items), FAN_OUT_BATCH)]
-        at_once = math.ceil(task.max_parallel / FAN_OUT_BATCH) if task.max_parallel else len(batches)
+        # whole batches only: two batches of 200 at once would break a max_parallel of 250
+        at_once = task.max_parallel // FAN_OUT_BATCH if task.max_parallel else len(batches)
         limit = asyncio.Semaphore(max(1, at_once))
 
         async def batch(number: int, chunk: list[Any]) -> Any:
