@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="Port the API listens on.")
 
     workflows_dir: Path = Field(Path("./workflows"), description="Directory of YAML definitions.")
+    workflows_poll_seconds: float = Field(
+        2.0, ge=0, description="How often the API looks for added or changed files in WORKFLOWS_DIR (0 = never)."
+    )
 
     log_level: str = Field("INFO", description="Log level of every process.")
 

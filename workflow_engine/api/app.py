@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,8 +16,8 @@ from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 
 from .errors import install_error_handlers
-from .registry import register_directory
-from .routes import approvals, executions, health, workflows
+from .registry import directory_snapshot, register_directory, watch_directory
+from .routes import approvals, executions, health, registry, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,25 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         app.state.settings = settings
         app.state.sessions = session_factory(engine)
         app.state.temporal = TemporalConnection(settings, temporal_client)
+        snapshot = await asyncio.to_thread(directory_snapshot, settings.workflows_dir)
         app.state.registration = await register_directory(sessions=app.state.sessions, directory=settings.workflows_dir)
+        watcher = None
+        if settings.workflows_poll_seconds > 0:
+            watcher = asyncio.create_task(
+                watch_directory(
+                    sessions=app.state.sessions,
+                    directory=settings.workflows_dir,
+                    interval=settings.workflows_poll_seconds,
+                    seen=snapshot,
+                )
+            )
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await engine.dispose()
 
     app = FastAPI(
@@ -44,6 +61,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(registry.router)
     app.include_router(workflows.router)
     app.include_router(executions.router)
     app.include_router(approvals.router)

@@ -90,3 +90,4 @@ def require(role: str) -> Callable[..., Awaitable[Caller]]:
 Viewer = Annotated[Caller, Depends(require("viewer"))]
 Operator = Annotated[Caller, Depends(require("operator"))]
 Approver = Annotated[Caller, Depends(require("approver"))]
+Admin = Annotated[Caller, Depends(require("admin"))]

@@ -132,3 +132,37 @@ async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinit
         child = WorkflowDefinition.model_validate(revision.definition)
         pending.extend((child, t) for t in (*child.tasks, *child.on_failure))
     return children
+
+
+def directory_snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Return (name, mtime_ns, size) of every definition file: a cheap change detector."""
+    if not directory.is_dir():
+        return ()
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    snapshot = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        snapshot.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(snapshot)
+
+
+async def watch_directory(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    directory: Path,
+    interval: float,
+    seen: tuple[tuple[str, int, int], ...],
+) -> None:
+    """Register files added to or changed in `directory` since `seen`, checking every `interval` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        current = await asyncio.to_thread(directory_snapshot, directory)
+        if current != seen:
+            seen = current
+            try:
+                await register_directory(sessions=sessions, directory=directory)
+            except Exception:  # the watcher must survive a database hiccup; the next change retries
+                logger.exception("rescanning %s failed", directory)

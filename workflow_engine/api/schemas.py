@@ -55,6 +55,48 @@ class WorkflowDetail(WorkflowSummary):
     source_yaml: str
 
 
+class RegisterRequest(BaseModel):
+    """A definition sent as JSON instead of a YAML body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    yaml: str = Field(max_length=1024 * 1024)
+    file: str | None = Field(None, max_length=255, description="Name shown in error positions.")
+
+
+class RegisterResponse(BaseModel):
+    """The revision a registration maps to."""
+
+    workflow_id: str
+    revision: int
+    created: bool
+
+
+class ValidateResponse(BaseModel):
+    """A definition that passed validation (dry run)."""
+
+    valid: bool
+    workflow_id: str
+    tasks: list[TaskSummary]
+
+
+class RevisionSummary(BaseModel):
+    """One immutable revision of a workflow."""
+
+    revision: int
+    content_hash: str
+    current: bool
+    source_path: str | None = None
+    created_at: str
+
+
+class ReloadResponse(BaseModel):
+    """What a rescan of the workflows directory registered and refused."""
+
+    registered: list[RegisterResponse]
+    invalid: dict[str, list[dict[str, Any]]]
+
+
 class ExecuteRequest(BaseModel):
     """Body of an execute call."""
 

@@ -63,3 +63,16 @@ def upstream(graph: Graph, task_id: str) -> frozenset[str]:
             seen.add(node)
             pending.extend(graph.get(node, ()))
     return frozenset(seen)
+
+
+def mermaid(definition: WorkflowDefinition) -> str:
+    """Render the main task DAG as a Mermaid flowchart (approvals as hexagons, conditional tasks dashed)."""
+    lines = ["flowchart TD"]
+    for task in definition.tasks:
+        label = f"{task.display_name} ({task.type})".replace('"', "'")
+        shape = f'{{{{"{label}"}}}}' if task.type == "approval" else f'["{label}"]'
+        lines.append(f"    {task.id}{shape}")
+    for task_id, deps in dependencies(definition).items():
+        lines.extend(f"    {dep} --> {task_id}" for dep in deps)
+    lines.extend(f"    style {t.id} stroke-dasharray: 5 5" for t in definition.tasks if t.when is not None)
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflow_engine.errors import NotFoundError, UnavailableError
 from workflow_engine.settings import Settings
 
-from .types import SEARCH_ATTRIBUTES, STATUS_QUERY, RunInput
+from .types import SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, STATUS_QUERY, RunInput
 
 # A query needs a worker; without one, answer from what Temporal and the registry know.
 QUERY_TIMEOUT = timedelta(seconds=2)
@@ -150,3 +150,24 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
         "started_at": description.start_time.isoformat() if description.start_time else None,
         "finished_at": description.close_time.isoformat() if description.close_time else None,
     }
+
+
+async def count_running(client: Client, workflow_name: str, recent_ids: list[str] | None = None) -> int:
+    """Count running executions of a workflow.
+
+    Visibility is eventually consistent, so runs started in the last moments (`recent_ids`, from the
+    execution index) are also checked one by one.
+    """
+    query = f"{SA_WORKFLOW_NAME.name} = '{workflow_name}' AND ExecutionStatus = 'Running'"
+    try:
+        running = {execution.id async for execution in client.list_workflows(query, limit=1000)}
+        for execution_id in recent_ids or []:
+            if execution_id not in running:
+                description = await client.get_workflow_handle(execution_id).describe()
+                if description.status == WorkflowExecutionStatus.RUNNING:
+                    running.add(execution_id)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return len(running)
+        raise UnavailableError(f"Temporal is unavailable: {exc.message}") from None
+    return len(running)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import ApprovalRecord, Definition, Execution, Revision, utcnow
@@ -141,5 +141,28 @@ async def list_approval_records(*, session: AsyncSession, execution_id: str) -> 
     """Return the decisions of one run, oldest first."""
     result = await session.scalars(
         select(ApprovalRecord).where(ApprovalRecord.execution_id == execution_id).order_by(ApprovalRecord.id)
+    )
+    return list(result)
+
+
+async def list_revisions(*, session: AsyncSession, workflow_id: str) -> list[Revision]:
+    """Return every revision of a definition, newest first."""
+    result = await session.scalars(
+        select(Revision).where(Revision.workflow_id == workflow_id).order_by(Revision.number.desc())
+    )
+    return list(result)
+
+
+async def delete_definition(*, session: AsyncSession, definition: Definition) -> None:
+    """Delete a definition and all its revisions (past runs stay in Temporal and the execution index)."""
+    await session.execute(delete(Revision).where(Revision.workflow_id == definition.workflow_id))
+    await session.execute(delete(Definition).where(Definition.workflow_id == definition.workflow_id))
+    session.expunge(definition)
+
+
+async def recent_execution_ids(*, session: AsyncSession, workflow_id: str, since: datetime) -> list[str]:
+    """Return ids of runs of a workflow started through the API since a moment."""
+    result = await session.scalars(
+        select(Execution.execution_id).where(Execution.workflow_id == workflow_id, Execution.created_at >= since)
     )
     return list(result)

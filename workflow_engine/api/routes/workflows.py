@@ -27,6 +27,16 @@ async def load_current(session: SessionDep, workflow_id: str) -> tuple[Definitio
     return record, revision
 
 
+def task_summaries(definition: WorkflowDefinition) -> list[TaskSummary]:
+    """Describe the main tasks of a definition with their resolved dependencies."""
+    graph = dependencies(definition)
+    return [
+        TaskSummary(id=t.id, name=t.display_name, type=t.type, activity_type=getattr(t, "activity_type", None),
+                    depends_on=list(graph[t.id]))
+        for t in definition.tasks
+    ]  # fmt: skip
+
+
 def _summary(record: Definition, revision: Revision) -> WorkflowSummary:
     return WorkflowSummary(
         workflow_id=record.workflow_id,
@@ -58,17 +68,7 @@ async def get_workflow(workflow_id: str, session: SessionDep, _caller: Viewer) -
     """Show a workflow's current revision: params, tasks and source."""
     record, revision = await load_current(session, workflow_id)
     definition = WorkflowDefinition.model_validate(revision.definition)
-    graph = dependencies(definition)
-    tasks = [
-        TaskSummary(
-            id=t.id,
-            name=t.display_name,
-            type=t.type,
-            activity_type=getattr(t, "activity_type", None),
-            depends_on=list(graph[t.id]),
-        )
-        for t in definition.tasks
-    ]
+    tasks = task_summaries(definition)
     return WorkflowDetail(
         **_summary(record, revision).model_dump(),
         params={name: spec.model_dump(mode="json", exclude_none=True) for name, spec in definition.params.items()},

@@ -1,0 +1,108 @@
+"""Registry endpoints: register, validate, revisions, graph, delete, reload and the directory watcher."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from .conftest import TOKENS
+
+FLOW = "name: api-flow\ntasks:\n  - id: a\n    activity_type: log\n    config: {message: one}\n"
+FLOW_V2 = FLOW.replace("one", "two") + "  - id: b\n    type: approval\n    when: '${{ true }}'\n"
+YAML = {"content-type": "application/yaml"}
+
+
+async def test_register_is_201_then_200_when_unchanged_then_a_new_revision(api: httpx.AsyncClient) -> None:
+    first = await api.post("/workflows", content=FLOW, headers=YAML)
+    assert first.status_code == 201, first.text
+    assert first.json() == {"workflow_id": "api-flow", "revision": 1, "created": True}
+    again = await api.post("/workflows", json={"yaml": "# a comment changes nothing\n" + FLOW})
+    assert again.status_code == 200
+    assert again.json() == {"workflow_id": "api-flow", "revision": 1, "created": False}
+    second = await api.post("/workflows", content=FLOW_V2, headers=YAML)
+    assert second.status_code == 201 and second.json()["revision"] == 2
+    revisions = (await api.get("/workflows/api-flow/revisions")).json()
+    assert [(r["revision"], r["current"]) for r in revisions] == [(2, True), (1, False)]
+    assert len({r["content_hash"] for r in revisions}) == 2
+
+
+async def test_invalid_definitions_are_422_with_every_problem_and_register_nothing(api: httpx.AsyncClient) -> None:
+    bad = "name: api-bad\ntasks:\n  - id: a\n    activity_type: nope\n    depends_on: [ghost]\n    colour: red\n"
+    response = await api.post("/workflows", json={"yaml": bad, "file": "bad.yaml"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "validation_failed"
+    found = {(e["path"], e["line"]) for e in body["errors"]}
+    assert found == {("tasks[0].activity_type", 4), ("tasks[0].depends_on[0]", 5), ("tasks[0].colour", 6)}
+    assert all(e["file"] == "bad.yaml" for e in body["errors"])
+    assert (await api.get("/workflows/api-bad")).status_code == 404
+    for payload, headers in ((b"\xff\xfe", YAML), (b'{"yml": 1}', {"content-type": "application/json"})):
+        assert (await api.post("/workflows", content=payload, headers=headers)).status_code == 422
+
+
+async def test_validate_is_a_dry_run(api: httpx.AsyncClient) -> None:
+    ok = await api.post("/workflows/validate", content=FLOW_V2, headers=YAML)
+    assert ok.status_code == 200
+    assert ok.json()["valid"] is True
+    assert [(t["id"], t["depends_on"]) for t in ok.json()["tasks"]] == [("a", []), ("b", ["a"])]
+    assert (await api.get("/workflows/api-flow")).status_code == 404
+    broken = await api.post("/workflows/validate", content="name: x\ntasks: [\n", headers=YAML)
+    assert broken.status_code == 422
+    assert broken.json()["errors"][0]["line"] == 2
+
+
+async def test_graph_is_mermaid(api: httpx.AsyncClient) -> None:
+    response = await api.get("/workflows/order-processing/graph")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert text.startswith("flowchart TD\n")
+    assert "    validate --> reserve" in text and "    reserve --> invoice" in text
+    assert "    manager_approval --> invoice" in text
+    assert 'manager_approval{{"Managers approve a large order (approval)"}}' in text
+    assert (await api.get("/workflows/order-processing/graph", params={"revision": 9})).status_code == 404
+
+
+async def test_delete_is_refused_while_runs_are_active_unless_forced(api: httpx.AsyncClient) -> None:
+    started = await api.post("/executions/workflows/expense-approval/execute",
+                             json={"parameters": {"employee": "ada", "amount": 5000}})  # fmt: skip
+    assert started.status_code == 202
+    for _ in range(100):  # visibility catches up
+        refused = await api.delete("/workflows/expense-approval")
+        if refused.status_code == 409:
+            break
+        await asyncio.sleep(0.1)
+    assert refused.status_code == 409, refused.text
+    assert "running execution" in refused.json()["detail"]
+    assert (await api.delete("/workflows/expense-approval", params={"force": True})).status_code == 204
+    assert (await api.get("/workflows/expense-approval")).status_code == 404
+    assert (await api.delete("/workflows/expense-approval")).status_code == 404
+
+
+async def test_reload_and_the_watcher_pick_up_new_files(api: httpx.AsyncClient, workflows_dir: Path) -> None:
+    (workflows_dir / "dropped.yaml").write_text(FLOW.replace("api-flow", "dropped"))
+    for _ in range(100):  # the watcher polls every 2 s by default
+        if (await api.get("/workflows/dropped")).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await api.get("/workflows/dropped")).status_code == 200
+    (workflows_dir / "later.yaml").write_text(FLOW.replace("api-flow", "later"))
+    (workflows_dir / "broken-file.yaml").write_text("name: [\n")
+    report = await api.post("/workflows/reload")
+    assert report.status_code == 200
+    body = report.json()
+    assert {"workflow_id": "later", "revision": 1, "created": True} in body["registered"]
+    assert any(path.endswith("broken-file.yaml") for path in body["invalid"])
+
+
+async def test_registry_writes_need_the_admin_role(authed_api: httpx.AsyncClient) -> None:
+    def auth(user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[user]}", **YAML}
+
+    assert (await authed_api.post("/workflows", content=FLOW, headers=YAML)).status_code == 401
+    assert (await authed_api.post("/workflows", content=FLOW, headers=auth("operator"))).status_code == 403
+    assert (await authed_api.post("/workflows/validate", content=FLOW, headers=auth("viewer"))).status_code == 200
+    assert (await authed_api.post("/workflows", content=FLOW, headers=auth("root"))).status_code == 201
+    assert (await authed_api.delete("/workflows/api-flow", headers=auth("alice"))).status_code == 403

@@ -1,0 +1,136 @@
+"""Registry write routes: register, validate, list revisions, graph, delete and reload definitions."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from workflow_engine.api.auth import Admin, Viewer
+from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
+from workflow_engine.api.registry import register_directory, register_source
+from workflow_engine.api.routes.workflows import load_current, task_summaries
+from workflow_engine.api.schemas import (
+    Problem,
+    RegisterRequest,
+    RegisterResponse,
+    ReloadResponse,
+    RevisionSummary,
+    ValidateResponse,
+)
+from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, parse_definition
+from workflow_engine.dsl.graph import mermaid
+from workflow_engine.engine.client import count_running
+from workflow_engine.errors import ConflictError, NotFoundError
+from workflow_engine.storage import repository
+from workflow_engine.storage.models import utcnow
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+# Runs younger than this may be missing from Temporal visibility; they are checked one by one.
+VISIBILITY_LAG = timedelta(minutes=10)
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": RegisterRequest.model_json_schema()},
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422)}
+
+
+async def _source(request: Request) -> tuple[str, str]:
+    """Return (yaml text, file name) from a YAML body or a JSON `{"yaml": ...}` body."""
+    raw = await request.body()
+    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        try:
+            body = RegisterRequest.model_validate(json.loads(raw))
+        except ValueError as exc:
+            raise DslError([Issue("body", f'expected {{"yaml": "..."}}: {exc}', None)]) from None
+        return body.yaml, body.file or "<request>"
+    try:
+        return raw.decode("utf-8"), "<request>"
+    except UnicodeDecodeError:
+        raise DslError([Issue("body", "the YAML body is not UTF-8 text", None)]) from None
+
+
+@router.post("", response_model=RegisterResponse, status_code=201, openapi_extra=_BODY, responses=_ERRORS)
+async def register(request: Request, response: Response, session: SessionDep, _caller: Admin) -> RegisterResponse:
+    """Register a definition: 201 for a new revision, 200 when the content is unchanged, 422 with every problem."""
+    text, file = await _source(request)
+    result = await register_source(session=session, text=text, file=file)
+    await session.commit()
+    if not result.created:
+        response.status_code = 200
+    return RegisterResponse(workflow_id=result.workflow_id, revision=result.revision, created=result.created)
+
+
+@router.post("/validate", response_model=ValidateResponse, openapi_extra=_BODY, responses=_ERRORS)
+async def validate(request: Request, _caller: Viewer) -> ValidateResponse:
+    """Check a definition without registering it (dry run); 422 lists every problem."""
+    text, file = await _source(request)
+    definition = parse_definition(text, file=file)
+    return ValidateResponse(valid=True, workflow_id=definition.name, tasks=task_summaries(definition))
+
+
+@router.post("/reload", response_model=ReloadResponse, responses=_ERRORS)
+async def reload(request: Request, settings: SettingsDep, _caller: Admin) -> ReloadResponse:
+    """Rescan the workflows directory now (the API also notices changes by itself)."""
+    report = await register_directory(sessions=request.app.state.sessions, directory=settings.workflows_dir)
+    return ReloadResponse(
+        registered=[RegisterResponse(workflow_id=r.workflow_id, revision=r.revision, created=r.created)
+                    for r in report.registered],
+        invalid={path: [issue.as_dict() for issue in issues] for path, issues in report.invalid.items()},
+    )  # fmt: skip
+
+
+@router.get("/{workflow_id}/revisions", response_model=list[RevisionSummary], responses=_ERRORS)
+async def revisions(workflow_id: str, session: SessionDep, _caller: Viewer) -> list[RevisionSummary]:
+    """List every revision of a workflow, newest first."""
+    record, _ = await load_current(session, workflow_id)
+    return [
+        RevisionSummary(revision=r.number, content_hash=r.content_hash, current=r.number == record.current_revision,
+                        source_path=r.source_path, created_at=r.created_at.isoformat())
+        for r in await repository.list_revisions(session=session, workflow_id=workflow_id)
+    ]  # fmt: skip
+
+
+@router.get(
+    "/{workflow_id}/graph",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}, **_ERRORS},
+)
+async def graph(
+    workflow_id: str, session: SessionDep, _caller: Viewer, revision: int | None = Query(None, ge=1)
+) -> PlainTextResponse:
+    """Return the task DAG as Mermaid text (paste into any Mermaid renderer)."""
+    _, current = await load_current(session, workflow_id)
+    chosen = current
+    if revision is not None:
+        found = await repository.get_revision(session=session, workflow_id=workflow_id, number=revision)
+        if found is None:
+            raise NotFoundError(f"workflow {workflow_id!r} has no revision {revision}")
+        chosen = found
+    return PlainTextResponse(mermaid(WorkflowDefinition.model_validate(chosen.definition)))
+
+
+@router.delete("/{workflow_id}", status_code=204, responses=_ERRORS)
+async def delete(
+    workflow_id: str, session: SessionDep, temporal: TemporalDep, _caller: Admin, force: bool = False
+) -> Response:
+    """Remove a workflow and its revisions; refused while runs are active unless `force=true`."""
+    record, _ = await load_current(session, workflow_id)
+    recent = await repository.recent_execution_ids(
+        session=session, workflow_id=workflow_id, since=utcnow() - VISIBILITY_LAG
+    )
+    running = await count_running(temporal, workflow_id, recent)
+    if running and not force:
+        raise ConflictError(f"workflow {workflow_id!r} has {running} running execution(s); use force=true")
+    await repository.delete_definition(session=session, definition=record)
+    await session.commit()
+    return Response(status_code=204)
