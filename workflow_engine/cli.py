@@ -104,10 +104,17 @@ def validate(
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
     """Check definitions and print every problem as file:line:col: message."""
+    from workflow_engine.plugins import PluginError, activity_types
+
+    try:
+        known = activity_types(get_settings())
+    except PluginError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     problems: list[dict[str, object]] = []
     for path in files:
         try:
-            parse_definition(path.read_text(encoding="utf-8"), file=str(path))
+            parse_definition(path.read_text(encoding="utf-8"), file=str(path), activity_types=known)
         except OSError as exc:
             problems.append({"file": str(path), "line": None, "column": None, "path": "", "message": str(exc)})
         except DslError as exc:

@@ -17,6 +17,7 @@ from workflow_engine.engine.client import ensure_search_attributes
 from workflow_engine.engine.http import HttpActivities
 from workflow_engine.engine.secrets import SecretsInterceptor
 from workflow_engine.engine.shell import ShellActivities
+from workflow_engine.plugins import as_activity, discover
 from workflow_engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         *HttpActivities(settings).all(),
         *ShellActivities(settings).all(),
         AuditActivities(settings).record_approval,
+        *(as_activity(item) for item in discover(settings)),
     ]
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     return Worker(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from workflow_engine.engine import TemporalConnection
+from workflow_engine.plugins import activity_types
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 
@@ -33,7 +34,10 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         app.state.sessions = session_factory(engine)
         app.state.temporal = TemporalConnection(settings, temporal_client)
         snapshot = await asyncio.to_thread(directory_snapshot, settings.workflows_dir)
-        app.state.registration = await register_directory(sessions=app.state.sessions, directory=settings.workflows_dir)
+        app.state.activity_types = activity_types(settings)
+        app.state.registration = await register_directory(
+            sessions=app.state.sessions, directory=settings.workflows_dir, activity_types=app.state.activity_types
+        )
         watcher = None
         if settings.workflows_poll_seconds > 0:
             watcher = asyncio.create_task(
@@ -42,6 +46,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
                     directory=settings.workflows_dir,
                     interval=settings.workflows_poll_seconds,
                     seen=snapshot,
+                    activity_types=app.state.activity_types,
                 )
             )
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, parse_definition
+from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue, WorkflowDefinition, parse_definition
 from workflow_engine.dsl.model import WorkflowTask
 from workflow_engine.engine.types import ChildDefinition
 from workflow_engine.storage import repository
@@ -36,10 +36,15 @@ def content_hash(definition: WorkflowDefinition) -> str:
 
 
 async def register_source(
-    *, session: AsyncSession, text: str, file: str = "<string>", source_path: str | None = None
+    *,
+    session: AsyncSession,
+    text: str,
+    file: str = "<string>",
+    source_path: str | None = None,
+    activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
 ) -> Registration:
     """Parse, validate and store one definition; identical content is a no-op."""
-    definition = parse_definition(text, file=file)
+    definition = parse_definition(text, file=file, activity_types=activity_types)
     digest = content_hash(definition)
     existing = await repository.find_revision_by_hash(session=session, workflow_id=definition.name, content_hash=digest)
     if existing is not None:
@@ -78,7 +83,12 @@ class DirectoryReport:
     invalid: dict[str, list[Issue]]
 
 
-async def register_directory(*, sessions: async_sessionmaker[AsyncSession], directory: Path) -> DirectoryReport:
+async def register_directory(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    directory: Path,
+    activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
+) -> DirectoryReport:
     """Register every `*.yaml`/`*.yml` file; each file commits on its own so one bad file blocks nothing."""
     registered: list[Registration] = []
     invalid: dict[str, list[Issue]] = {}
@@ -89,7 +99,9 @@ async def register_directory(*, sessions: async_sessionmaker[AsyncSession], dire
             continue
         async with sessions() as session:
             try:
-                result = await register_source(session=session, text=text, file=path.name, source_path=str(path))
+                result = await register_source(
+                    session=session, text=text, file=path.name, source_path=str(path), activity_types=activity_types
+                )
             except DslError as exc:
                 invalid[str(path)] = exc.issues
                 continue
@@ -155,6 +167,7 @@ async def watch_directory(
     directory: Path,
     interval: float,
     seen: tuple[tuple[str, int, int], ...],
+    activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
 ) -> None:
     """Register files added to or changed in `directory` since `seen`, checking every `interval` seconds."""
     while True:
@@ -163,6 +176,6 @@ async def watch_directory(
         if current != seen:
             seen = current
             try:
-                await register_directory(sessions=sessions, directory=directory)
+                await register_directory(sessions=sessions, directory=directory, activity_types=activity_types)
             except Exception:  # the watcher must survive a database hiccup; the next change retries
                 logger.exception("rescanning %s failed", directory)

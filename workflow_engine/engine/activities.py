@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import json
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +14,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from .modules import import_user_module
 from .types import ActivityInput, ActivityResult
 
 logger = logging.getLogger("workflow_engine.tasks")
@@ -85,23 +82,7 @@ class BuiltinActivities:
 
     def _import(self, module_name: str) -> ModuleType:
         """Import from the workflows directory first, then from installed packages."""
-        candidate = self.workflows_dir.joinpath(*module_name.split(".")).with_suffix(".py")
-        if candidate.is_file():
-            digest = hashlib.sha256(str(candidate).encode()).hexdigest()[:12]
-            key = f"_workflow_engine_user_{digest}.{module_name}"
-            if key not in sys.modules:
-                spec = importlib.util.spec_from_file_location(key, candidate)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load {candidate}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[key] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[key]
-                    raise
-            return sys.modules[key]
-        return importlib.import_module(module_name)
+        return import_user_module(self.workflows_dir, module_name)
 
     def all(self) -> list[Callable[..., Any]]:
         """Return every activity to register on a worker."""

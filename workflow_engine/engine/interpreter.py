@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflow_engine.dsl.model import ApprovalTask, SetTask, SleepTask
 
     from .approvals import check, outcome, refusal
-    from .steps import SECRETS, StepFailed, Steps
+    from .steps import SECRETS, StepFailed, Steps, pinned_definition
     from .types import (
         APPROVAL_SIGNAL,
         APPROVE_UPDATE,
@@ -85,8 +85,7 @@ class Interpreter(Steps):
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
-            data = {k: v for k, v in self.run_input.definition.items() if k != "schedules"}
-            self.definition = WorkflowDefinition.model_validate(data)
+            self.definition = pinned_definition(self.run_input.definition)
         except ValidationError as exc:
             self.load_error = f"the pinned definition is invalid: {exc}"
             return

@@ -21,6 +21,26 @@ SECRETS = frozenset({"secrets"})
 FAN_OUT_BATCH = 200
 
 
+def pinned_definition(data: dict[str, Any]) -> WorkflowDefinition:
+    """Validate a pinned definition (a full `model_dump`) again, leaving out its schedules.
+
+    A dump spells out every default, including an approval's `on_timeout: reject` next to `timeout: null`,
+    a pair the model refuses when written by hand; drop that default so every valid definition loads again.
+    """
+    data = {key: value for key, value in data.items() if key != "schedules"}
+    for section in ("tasks", "on_failure"):
+        if isinstance(data.get(section), list):
+            data[section] = [_without_default_on_timeout(task) for task in data[section]]
+    return WorkflowDefinition.model_validate(data)
+
+
+def _without_default_on_timeout(task: Any) -> Any:
+    config = task.get("config") if isinstance(task, dict) and task.get("type") == "approval" else None
+    if isinstance(config, dict) and config.get("timeout") is None and config.get("on_timeout") == "reject":
+        return {**task, "config": {key: value for key, value in config.items() if key != "on_timeout"}}
+    return task
+
+
 class StepFailed(Exception):
     """A step ended in failure: the message to show and the attempts it took."""
 
@@ -188,21 +208,21 @@ class Steps:
         child = self.run_input.children.get(name)
         if child is None:
             raise StepFailed(f"workflow {name!r} was not registered when this run started")
-        child_definition = WorkflowDefinition.model_validate(
-            {k: v for k, v in child.definition.items() if k != "schedules"}
-        )
+        child_definition = pinned_definition(child.definition)
         try:
             params = resolve_params(child_definition, render(task.config.params, scope))
         except DslError as exc:
             raise StepFailed(f"parameters of child workflow {name!r}: {exc}") from None
         info = workflow.info()
         child_id = f"{info.workflow_id}/{task.id}" + ("" if index is None else f"/{index}")
+        # the child's own `timeout` still bounds it; the task's `timeout` may only tighten it
+        timeout = min(filter(None, (task.timeout, child_definition.timeout)), default=None)
         try:
             output = await workflow.execute_child_workflow(
                 name,
                 RunInput(definition=child.definition, revision=child.revision, params=params,
                          started_by=self.run_input.started_by, children=self.run_input.children),
-                id=child_id, task_queue=info.task_queue, execution_timeout=task.timeout,
+                id=child_id, task_queue=info.task_queue, execution_timeout=timeout,
                 static_summary=task.display_name,
             )  # fmt: skip
         except ChildWorkflowError as exc:

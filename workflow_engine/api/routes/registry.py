@@ -63,7 +63,9 @@ async def _source(request: Request) -> tuple[str, str]:
 async def register(request: Request, response: Response, session: SessionDep, _caller: Admin) -> RegisterResponse:
     """Register a definition: 201 for a new revision, 200 when the content is unchanged, 422 with every problem."""
     text, file = await _source(request)
-    result = await register_source(session=session, text=text, file=file)
+    result = await register_source(
+        session=session, text=text, file=file, activity_types=request.app.state.activity_types
+    )
     await session.commit()
     if not result.created:
         response.status_code = 200
@@ -74,14 +76,18 @@ async def register(request: Request, response: Response, session: SessionDep, _c
 async def validate(request: Request, _caller: Viewer) -> ValidateResponse:
     """Check a definition without registering it (dry run); 422 lists every problem."""
     text, file = await _source(request)
-    definition = parse_definition(text, file=file)
+    definition = parse_definition(text, file=file, activity_types=request.app.state.activity_types)
     return ValidateResponse(valid=True, workflow_id=definition.name, tasks=task_summaries(definition))
 
 
 @router.post("/reload", response_model=ReloadResponse, responses=_ERRORS)
 async def reload(request: Request, settings: SettingsDep, _caller: Admin) -> ReloadResponse:
     """Rescan the workflows directory now (the API also notices changes by itself)."""
-    report = await register_directory(sessions=request.app.state.sessions, directory=settings.workflows_dir)
+    report = await register_directory(
+        sessions=request.app.state.sessions,
+        directory=settings.workflows_dir,
+        activity_types=request.app.state.activity_types,
+    )
     return ReloadResponse(
         registered=[RegisterResponse(workflow_id=r.workflow_id, revision=r.revision, created=r.created)
                     for r in report.registered],
