@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
     worker_max_concurrent_activities: int = Field(100, description="Activities one worker runs at once.")
+    worker_max_cached_workflows: int = Field(
+        500, ge=0, description="Workflows a worker keeps in memory; others (e.g. paused runs) are replayed on demand."
+    )
     api_url: str | None = Field(None, description="API base URL the CLI talks to (default: from API_HOST/API_PORT).")
     api_token: str | None = Field(None, description="Bearer token the CLI sends to the API.")
     api_tokens: str = Field(

@@ -41,6 +41,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         workflows=[Interpreter],
         activities=activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
         interceptors=[SecretsInterceptor(settings)],
         graceful_shutdown_timeout=timedelta(seconds=30),
