@@ -170,6 +170,7 @@ class ExecutionDetail(BaseModel):
     finished_at: str | None = None
     started_by: str | None = None
     audit: list[dict[str, Any]] = Field(default_factory=list)
+    retry_of: str | None = Field(None, description="The execution this run retries (started by `retry`).")
 
 
 class Problem(BaseModel):
@@ -181,3 +182,80 @@ class Problem(BaseModel):
     code: str
     detail: str
     errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# An idempotency key (`execution_id` or `Idempotency-Key`) becomes the Temporal workflow id as is.
+# It starts with a letter or digit so that `.` and `..` (which clients fold in URLs) are never ids.
+EXECUTION_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+EXECUTION_KEY_MAX = 200
+
+
+class ExecuteRunRequest(ExecuteRequest):
+    """Body of an execute call: parameters, and optionally an idempotency key and an older revision."""
+
+    execution_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=EXECUTION_KEY_MAX,
+        pattern=EXECUTION_KEY_PATTERN,
+        description="Idempotency key, used as the execution id: a repeat returns the existing run.",
+    )
+    revision: int | None = Field(None, ge=1, description="Run this registered revision instead of the current one.")
+
+
+class RetryResponse(ExecuteResponse):
+    """Answer to a retry: the new run and the run it retries."""
+
+    retry_of: str
+
+
+class ExecutionListItem(BaseModel):
+    """One run in the executions listing (from Temporal visibility)."""
+
+    execution_id: str
+    workflow_id: str
+    revision: int | None = None
+    status: ExecutionStatusName
+    started_at: str
+    finished_at: str | None = None
+
+
+class ExecutionList(BaseModel):
+    """One page of runs; pass `next_page_token` back as `page_token` for the next one."""
+
+    items: list[ExecutionListItem]
+    next_page_token: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One event of a run's history, in words (no payloads)."""
+
+    event_id: int
+    time: str
+    type: str = Field(description="Temporal event type, e.g. `ActivityTaskScheduled`.")
+    task_id: str | None = None
+    summary: str | None = Field(None, description="The task's display name, when the event belongs to a task.")
+    details: str
+
+
+class ExecutionHistory(BaseModel):
+    """A readable timeline of a run's latest Temporal run."""
+
+    execution_id: str
+    events: list[HistoryEntry]
+
+
+class StopRequest(BaseModel):
+    """Optional body of cancel and terminate calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=1000)
+
+
+class StopResponse(BaseModel):
+    """Answer to cancel and terminate calls."""
+
+    execution_id: str
+    status: ExecutionStatusName
+    detail: str

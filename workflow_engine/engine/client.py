@@ -1,21 +1,47 @@
-"""Client helpers: how the API and CLI start, inspect and reach Temporal runs."""
+"""Client helpers: how the API and CLI start, inspect, wait for, cancel and reach Temporal runs.
+
+Every Temporal failure is mapped here, in `temporal_error`, to the error tree of `workflow_engine.errors`,
+so callers (the API routes) never see a raw `RPCError`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflow_engine.errors import NotFoundError, UnavailableError
+from workflow_engine.errors import (
+    ConflictError,
+    EngineError,
+    NotFoundError,
+    UnavailableError,
+    ValidationFailedError,
+)
 from workflow_engine.settings import Settings
 
-from .types import SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, STATUS_QUERY, RunInput
+from .types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, STATUS_QUERY, RunInput
 
 # A query needs a worker; without one, answer from what Temporal and the registry know.
 QUERY_TIMEOUT = timedelta(seconds=2)
+# Every other call: long enough for a busy server, short enough that a hung one becomes a 503.
+RPC_TIMEOUT = timedelta(seconds=10)
 
 _STATUS_NAMES = {
     WorkflowExecutionStatus.RUNNING: "running",
@@ -80,6 +106,10 @@ class TemporalConnection:
             return self._client
 
 
+class ExecutionExistsError(ConflictError):
+    """A run with this execution id already exists (and has closed), so no new one was started."""
+
+
 async def start_execution(
     client: Client,
     *,
@@ -88,8 +118,30 @@ async def start_execution(
     task_queue: str,
     run_input: RunInput,
     execution_timeout: timedelta | None = None,
+    reuse_existing: bool = False,
 ) -> None:
-    """Start one run of the interpreter under the workflow type `workflow_name`."""
+    """Start one run of the interpreter under the workflow type `workflow_name`.
+
+    Args:
+        client: The Temporal client.
+        workflow_name: The workflow type (the YAML `name`).
+        execution_id: The Temporal workflow id of the run.
+        task_queue: The queue the workers poll.
+        run_input: The pinned definition, revision and parameters.
+        execution_timeout: The definition's overall timeout, if any.
+        reuse_existing: Make the start idempotent: a running run with this id is kept (no second run),
+            and an id whose run has closed is never reused (`ExecutionExistsError`).
+
+    Raises:
+        ExecutionExistsError: `reuse_existing` is set and a closed run already has this id.
+        UnavailableError: Temporal cannot be reached.
+    """
+    policies: dict[str, Any] = {}
+    if reuse_existing:
+        policies = {
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        }
     try:
         await client.start_workflow(
             workflow_name,
@@ -98,26 +150,88 @@ async def start_execution(
             task_queue=task_queue,
             execution_timeout=execution_timeout,
             static_summary=f"{workflow_name} rev {run_input.revision}",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_WORKFLOW_NAME, workflow_name),
+                    SearchAttributePair(SA_REVISION, run_input.revision),
+                ]
+            ),
+            rpc_timeout=RPC_TIMEOUT,
+            **policies,
         )
+    except WorkflowAlreadyStartedError:
+        raise ExecutionExistsError(f"execution {execution_id!r} already exists and has finished") from None
     except RPCError as exc:
-        raise _translate(exc, execution_id) from None
+        raise temporal_error(client, exc, execution_id) from None
 
 
-def _translate(exc: RPCError, execution_id: str) -> Exception:
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        return NotFoundError(f"execution {execution_id!r} not found in Temporal")
-    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-        return UnavailableError(f"Temporal is unavailable: {exc.message}")
-    return exc
+def temporal_error(client: Client, exc: RPCError, execution_id: str | None = None) -> EngineError:
+    """Map a Temporal RPC failure to the error tree: 404, 409, 422 or 503, never a bare 500.
+
+    Args:
+        client: The client that made the call (its address goes into the message).
+        exc: The failure.
+        execution_id: The run the call was about, when there is one.
+
+    Returns:
+        The error to raise instead.
+    """
+    what = f"execution {execution_id!r}" if execution_id else "the request"
+    status = exc.status
+    if status == RPCStatusCode.NOT_FOUND and execution_id:  # otherwise e.g. a missing namespace: a setup problem
+        return NotFoundError(f"{what} not found")
+    if status in (RPCStatusCode.ALREADY_EXISTS, RPCStatusCode.FAILED_PRECONDITION):
+        return ConflictError(f"{what} conflicts with its current state: {exc.message}")
+    if status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE):
+        return ValidationFailedError(f"Temporal refused {what}: {exc.message}")
+    address = client.service_client.config.target_host
+    if status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return UnavailableError(
+            f"Temporal at {address} is unavailable ({exc.message}); is the Temporal server running?"
+        )
+    return UnavailableError(f"Temporal at {address} could not answer ({status.name}: {exc.message})")
+
+
+async def _describe(client: Client, execution_id: str) -> WorkflowExecutionDescription:
+    try:
+        return await client.get_workflow_handle(execution_id).describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise temporal_error(client, exc, execution_id) from None
+
+
+def status_name(description: WorkflowExecution) -> str:
+    """Return our lower-case status of a run (`waiting_approval` from its search attribute)."""
+    status = _STATUS_NAMES.get(description.status, "running") if description.status else "running"
+    if status == "running" and description.typed_search_attributes.get(SA_WAITING_APPROVAL):
+        return "waiting_approval"
+    return status
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What Temporal says about a run without asking a worker."""
+
+    workflow_type: str
+    status: str
+    revision: int | None
+
+
+async def execution_status(client: Client, execution_id: str) -> RunStatus:
+    """Return the workflow type, status and pinned revision (search attribute) of a run.
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        UnavailableError: Temporal cannot be reached.
+    """
+    description = await _describe(client, execution_id)
+    revision = description.typed_search_attributes.get(SA_REVISION)
+    return RunStatus(description.workflow_type, status_name(description), revision)
 
 
 async def describe_execution(client: Client, execution_id: str) -> dict[str, Any]:
     """Return status, task states, output and error of one run, live from Temporal."""
     handle = client.get_workflow_handle(execution_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        raise _translate(exc, execution_id) from None
+    description = await _describe(client, execution_id)
     status = _STATUS_NAMES.get(description.status, "running") if description.status else "running"
     tasks: list[dict[str, Any]] = []
     try:
@@ -125,21 +239,23 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
         tasks = list(state.get("tasks", []))
     except RPCError as exc:
         if exc.status in (RPCStatusCode.UNAVAILABLE,):
-            raise _translate(exc, execution_id) from None
+            raise temporal_error(client, exc, execution_id) from None
     except Exception:  # noqa: BLE001 - no worker to answer: still report what Temporal knows
         tasks = []
     if status == "running" and any(t.get("status") == "waiting_approval" for t in tasks):
         status = "waiting_approval"
     output: Any = None
     error: str | None = None
-    if status == "completed":
-        output = await handle.result()
-    elif status == "failed":
-        try:
-            await handle.result()
-        except WorkflowFailureError as exc:
-            cause = exc.cause
-            error = getattr(cause, "message", None) or str(cause)
+    try:
+        if status == "completed":
+            output = await handle.result(rpc_timeout=RPC_TIMEOUT)
+        elif status == "failed":
+            await handle.result(rpc_timeout=RPC_TIMEOUT)
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        error = getattr(cause, "message", None) or str(cause)
+    except RPCError as exc:
+        raise temporal_error(client, exc, execution_id) from None
     return {
         "execution_id": execution_id,
         "workflow_type": description.workflow_type,
@@ -150,6 +266,68 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
         "started_at": description.start_time.isoformat() if description.start_time else None,
         "finished_at": description.close_time.isoformat() if description.close_time else None,
     }
+
+
+async def wait_closed(client: Client, execution_id: str, seconds: float) -> bool:
+    """Wait until a run closes (following continue-as-new), at most `seconds`; return whether it closed.
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        UnavailableError: Temporal cannot be reached.
+    """
+    handle = client.get_workflow_handle(execution_id)
+    try:
+        await asyncio.wait_for(handle.result(), seconds)
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:  # failed, cancelled, terminated and timed out runs are closed too
+        return True
+    except RPCError as exc:
+        raise temporal_error(client, exc, execution_id) from None
+    return True
+
+
+async def _running(client: Client, execution_id: str, action: str) -> None:
+    status = status_name(await _describe(client, execution_id))
+    if status not in ("running", "waiting_approval"):
+        raise ConflictError(f"execution {execution_id!r} is {status}; only a running execution can be {action}")
+
+
+def _closed_meanwhile(client: Client, exc: RPCError, execution_id: str, action: str) -> EngineError:
+    # Temporal answers NOT_FOUND ("already completed") when the run closed between our check and the call.
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return ConflictError(f"execution {execution_id!r} has finished; only a running execution can be {action}")
+    return temporal_error(client, exc, execution_id)
+
+
+async def cancel_execution(client: Client, execution_id: str, reason: str) -> None:
+    """Ask a running run to cancel: the interpreter cancels its running tasks and the run ends `cancelled`.
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        ConflictError: The run has already finished.
+        UnavailableError: Temporal cannot be reached.
+    """
+    await _running(client, execution_id, "cancelled")
+    try:
+        await client.get_workflow_handle(execution_id).cancel(reason=reason, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _closed_meanwhile(client, exc, execution_id, "cancelled") from None
+
+
+async def terminate_execution(client: Client, execution_id: str, reason: str) -> None:
+    """End a running run at once, without giving the workflow a chance to clean up.
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        ConflictError: The run has already finished.
+        UnavailableError: Temporal cannot be reached.
+    """
+    await _running(client, execution_id, "terminated")
+    try:
+        await client.get_workflow_handle(execution_id).terminate(reason=reason, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _closed_meanwhile(client, exc, execution_id, "terminated") from None
 
 
 async def count_running(client: Client, workflow_name: str, recent_ids: list[str] | None = None) -> int:

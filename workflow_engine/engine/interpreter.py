@@ -209,7 +209,13 @@ class Interpreter(Steps):
                     running[task_id] = asyncio.create_task(self._run_task(by_id[task_id]))
             if not running:
                 return
-            await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the run is cancelled: stop what runs so each task records it
+                for other in running.values():
+                    other.cancel()
+                await workflow.wait(list(running.values()))
+                raise
             for task_id in [tid for tid, fut in running.items() if fut.done()]:
                 running.pop(task_id).result()
                 state = self.tasks[task_id]

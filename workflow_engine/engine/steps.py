@@ -76,7 +76,7 @@ class Steps:
     async def sleep(self, task: SleepTask) -> None:
         """Wait on a durable timer for a duration or until a moment."""
         if task.config.duration is not None:
-            await workflow.sleep(task.config.duration)
+            await workflow.sleep(task.config.duration, summary=task.display_name)
             return
         until = render(task.config.until, self.context)
         try:
@@ -87,7 +87,7 @@ class Steps:
             raise ExpressionError(f"until {until!r} has no timezone")
         delay = moment - workflow.now()
         if delay.total_seconds() > 0:
-            await workflow.sleep(delay)
+            await workflow.sleep(delay, summary=task.display_name)
 
     async def execute(self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition) -> tuple[Any, int]:
         """Run an activity or child workflow task, once or once per `for_each` item."""

@@ -66,6 +66,8 @@ class Execution(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     started_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    # The run this one retries (same revision and parameters), when started by `POST .../retry`.
+    retry_of: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class ApprovalRecord(Base):

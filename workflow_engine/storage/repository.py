@@ -86,14 +86,16 @@ async def add_execution(
     revision: int,
     parameters: dict[str, Any],
     started_by: str | None,
+    retry_of: str | None = None,
 ) -> Execution:
-    """Record a run started through the API."""
+    """Record a run started through the API (`retry_of`: the run it retries)."""
     execution = Execution(
         execution_id=execution_id,
         workflow_id=workflow_id,
         revision=revision,
         parameters=parameters,
         started_by=started_by,
+        retry_of=retry_of,
     )
     session.add(execution)
     await session.flush()

@@ -1,66 +1,135 @@
-"""Execution routes: start a run of a registered workflow and show a run's live state."""
+"""Execution routes: start, list, show, explain (history), cancel, terminate and retry runs."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from workflow_engine.api.auth import Operator, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
-from workflow_engine.api.registry import resolve_children
-from workflow_engine.api.routes.workflows import load_current
-from workflow_engine.api.schemas import ExecuteRequest, ExecuteResponse, ExecutionDetail, Problem, TaskState
-from workflow_engine.dsl import WorkflowDefinition, resolve_params
-from workflow_engine.engine import RunInput, describe_execution, start_execution
-from workflow_engine.errors import NotFoundError
-from workflow_engine.storage import repository
+from workflow_engine.api.executions import StartedRun, execution_detail, idempotency_key, retry_run, start_run
+from workflow_engine.api.schemas import (
+    EXECUTION_KEY_MAX,
+    EXECUTION_KEY_PATTERN,
+    ExecuteResponse,
+    ExecuteRunRequest,
+    ExecutionDetail,
+    ExecutionHistory,
+    ExecutionList,
+    ExecutionListItem,
+    ExecutionStatusName,
+    HistoryEntry,
+    Problem,
+    RetryResponse,
+    StopRequest,
+    StopResponse,
+)
+from workflow_engine.dsl.model import NAME_PATTERN
+from workflow_engine.engine.client import cancel_execution, terminate_execution, wait_closed
+from workflow_engine.engine.history import execution_history
+from workflow_engine.engine.visibility import list_executions, visibility_query
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503)}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=EXECUTION_KEY_MAX,
+        pattern=EXECUTION_KEY_PATTERN,
+        description="Same as the body's `execution_id`: a repeat returns the existing run.",
+    ),
+]
+WAIT_DEFAULT, WAIT_MAX = 30.0, 300.0
 
 
-@router.post("/workflows/{workflow_id}/execute", status_code=202, response_model=ExecuteResponse, responses=_ERRORS)
+def _json(model: BaseModel, status_code: int) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
+
+
+def _started(run: StartedRun) -> JSONResponse:
+    """202 for a new run, 200 for the run a repeated idempotency key names."""
+    model = ExecuteResponse(
+        execution_id=run.execution_id, workflow_id=run.workflow_id, revision=run.revision, status=run.status
+    )
+    if run.retry_of is not None:
+        model = RetryResponse(**model.model_dump(), retry_of=run.retry_of)
+    return _json(model, 202 if run.created else 200)
+
+
+async def _waited(session: SessionDep, temporal: TemporalDep, execution_id: str, seconds: float) -> JSONResponse:
+    finished = await wait_closed(temporal, execution_id, seconds)
+    detail = await execution_detail(session=session, temporal=temporal, execution_id=execution_id)
+    return _json(detail, 200 if finished else 202)
+
+
+@router.post(
+    "/workflows/{workflow_id}/execute",
+    status_code=202,
+    response_model=ExecuteResponse,
+    responses={
+        200: {
+            "model": ExecuteResponse | ExecutionDetail,
+            "description": "The run a repeated idempotency key names; with `wait=true`, the finished run's detail.",
+        },
+        202: {
+            "model": ExecuteResponse | ExecutionDetail,
+            "description": "Started; with `wait=true`, the detail of the run still going when `timeout` passed.",
+        },
+        **_ERRORS,
+    },
+)
 async def execute(
     workflow_id: str,
     caller: Operator,
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
-    body: ExecuteRequest | None = None,
-) -> ExecuteResponse:
-    """Validate the parameters and start a run pinned to the current revision."""
-    _, revision = await load_current(session, workflow_id)
-    definition = WorkflowDefinition.model_validate(revision.definition)
-    params = resolve_params(definition, body.parameters if body else {})
-    execution_id = f"{workflow_id}-{uuid.uuid4().hex[:20]}"
-    await repository.add_execution(
-        session=session,
-        execution_id=execution_id,
-        workflow_id=workflow_id,
-        revision=revision.number,
-        parameters=params,
-        started_by=caller.user,
+    idempotency: IdempotencyKey = None,
+    wait: Annotated[bool, Query(description="Answer when the run has finished (or `timeout` has passed).")] = False,
+    wait_seconds: Annotated[
+        float, Query(alias="timeout", gt=0, le=WAIT_MAX, description="Seconds `wait` waits at most.")
+    ] = WAIT_DEFAULT,
+    body: ExecuteRunRequest | None = None,
+) -> JSONResponse:
+    """Validate the parameters and start a run (202); a repeated idempotency key returns the existing run (200).
+
+    With `wait=true` the answer is the run's full detail: 200 once it has finished, 202 when `timeout` passed.
+    """
+    body = body or ExecuteRunRequest()
+    run = await start_run(
+        session=session, temporal=temporal, settings=settings, user=caller.user, workflow_id=workflow_id,
+        parameters=body.parameters, revision=body.revision, key=idempotency_key(body.execution_id, idempotency),
+    )  # fmt: skip
+    if wait:
+        return await _waited(session, temporal, run.execution_id, wait_seconds)
+    return _started(run)
+
+
+@router.get("", response_model=ExecutionList, responses=_ERRORS)
+async def list_runs(
+    temporal: TemporalDep,
+    _caller: Viewer,
+    workflow_id: Annotated[str | None, Query(pattern=NAME_PATTERN, description="Only runs of this workflow.")] = None,
+    status: Annotated[list[ExecutionStatusName] | None, Query(description="Only runs in these statuses.")] = None,
+    started_after: Annotated[datetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
+    started_before: Annotated[datetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    page_token: Annotated[str | None, Query(max_length=4096, description="From the previous page.")] = None,
+) -> ExecutionList:
+    """List top-level runs, newest first, from Temporal visibility (eventually consistent)."""
+    query = visibility_query(
+        workflow_id=workflow_id, statuses=status or (), started_after=started_after, started_before=started_before
     )
-    await start_execution(
-        temporal,
-        workflow_name=workflow_id,
-        execution_id=execution_id,
-        task_queue=settings.temporal_task_queue,
-        run_input=RunInput(
-            definition=revision.definition,
-            revision=revision.number,
-            params=params,
-            started_by=caller.user,
-            children=await resolve_children(session=session, definition=definition),
-        ),
-        execution_timeout=definition.timeout,
-    )
-    await session.commit()
-    return ExecuteResponse(
-        execution_id=execution_id, workflow_id=workflow_id, revision=revision.number, status="running"
+    page = await list_executions(temporal, query, limit=limit, page_token=page_token)
+    return ExecutionList(
+        items=[ExecutionListItem.model_validate(item) for item in page.items], next_page_token=page.next_page_token
     )
 
 
@@ -69,38 +138,58 @@ async def get_execution(
     execution_id: str, session: SessionDep, temporal: TemporalDep, _caller: Viewer
 ) -> ExecutionDetail:
     """Show a run's status, every task's state, its output and error, live from Temporal."""
-    record = await repository.get_execution(session=session, execution_id=execution_id)
-    try:
-        live = await describe_execution(temporal, execution_id)
-    except NotFoundError:
-        raise NotFoundError(f"execution {execution_id!r} not found") from None
-    tasks = live["tasks"]
-    if not tasks and record is not None:
-        tasks = await _declared_tasks(session, record.workflow_id, record.revision)
-    return ExecutionDetail(
-        execution_id=execution_id,
-        workflow_id=record.workflow_id if record else live["workflow_type"],
-        revision=record.revision if record else None,
-        parameters=record.parameters if record else None,
-        tasks=tasks,
-        status=live["status"],
-        output=live["output"],
-        error=live["error"],
-        started_at=live["started_at"],
-        finished_at=live["finished_at"],
-        started_by=record.started_by if record else None,
-        audit=[
-            {"task_id": a.task_id, "approver": a.approver, "decision": a.decision, "comment": a.comment,
-             "via": a.via, "at": a.decided_at.isoformat()}
-            for a in await repository.list_approval_records(session=session, execution_id=execution_id)
-        ],
+    return await execution_detail(session=session, temporal=temporal, execution_id=execution_id)
+
+
+@router.get("/{execution_id}/history", response_model=ExecutionHistory, responses=_ERRORS)
+async def history(
+    execution_id: str,
+    temporal: TemporalDep,
+    _caller: Viewer,
+    workflow_tasks: Annotated[bool, Query(description="Also list every workflow task's bookkeeping events.")] = False,
+) -> ExecutionHistory:
+    """Show the run's Temporal history as a readable timeline (no payloads)."""
+    events = await execution_history(temporal, execution_id, workflow_tasks=workflow_tasks)
+    return ExecutionHistory(execution_id=execution_id, events=[HistoryEntry.model_validate(e) for e in events])
+
+
+@router.post("/{execution_id}/cancel", status_code=202, response_model=StopResponse, responses=_ERRORS)
+async def cancel(
+    execution_id: str, caller: Operator, temporal: TemporalDep, body: StopRequest | None = None
+) -> StopResponse:
+    """Ask a running run to cancel: its running tasks end `cancelled`, then the run does (409 if finished)."""
+    reason = (body.reason if body else None) or "cancelled through the API"
+    await cancel_execution(temporal, execution_id, f"{reason} (by {caller.user})")
+    return StopResponse(execution_id=execution_id, status="running", detail="cancellation requested")
+
+
+@router.post("/{execution_id}/terminate", response_model=StopResponse, responses=_ERRORS)
+async def terminate(
+    execution_id: str, caller: Operator, temporal: TemporalDep, body: StopRequest | None = None
+) -> StopResponse:
+    """End a running run at once, without cleanup (409 if it has finished)."""
+    reason = (body.reason if body else None) or "terminated through the API"
+    await terminate_execution(temporal, execution_id, f"{reason} (by {caller.user})")
+    return StopResponse(execution_id=execution_id, status="terminated", detail="terminated")
+
+
+@router.post(
+    "/{execution_id}/retry",
+    status_code=202,
+    response_model=RetryResponse,
+    responses={200: {"model": RetryResponse, "description": "A repeat of an idempotency key."}, **_ERRORS},
+)
+async def retry(
+    execution_id: str,
+    caller: Operator,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency: IdempotencyKey = None,
+) -> JSONResponse:
+    """Start a new run with the original's revision and parameters, linked to it by `retry_of`."""
+    run = await retry_run(
+        session=session, temporal=temporal, settings=settings, user=caller.user, execution_id=execution_id,
+        key=idempotency,
     )  # fmt: skip
-
-
-async def _declared_tasks(session: SessionDep, workflow_id: str, number: int) -> list[TaskState]:
-    """Tasks of the pinned revision, all pending: what to show before a worker has run the workflow."""
-    revision = await repository.get_revision(session=session, workflow_id=workflow_id, number=number)
-    if revision is None:
-        return []
-    definition = WorkflowDefinition.model_validate(revision.definition)
-    return [TaskState(id=t.id, name=t.display_name, status="pending") for t in definition.tasks]
+    return _started(run)

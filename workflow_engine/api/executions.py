@@ -1,0 +1,237 @@
+"""What the execution routes do: start runs idempotently, show them, wait for them and retry them.
+
+Idempotency: a key (the body's `execution_id` or the `Idempotency-Key` header) is the Temporal workflow id.
+A repeat finds the run in the execution index (or in Temporal) and returns it; concurrent first requests
+race on the index's primary key, and Temporal's USE_EXISTING / REJECT_DUPLICATE id policies make sure a
+second run can never start, even when the index misses one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from workflow_engine.dsl import WorkflowDefinition, resolve_params
+from workflow_engine.engine.client import RunStatus, describe_execution, execution_status, start_execution
+from workflow_engine.engine.steps import pinned_definition
+from workflow_engine.engine.types import RunInput
+from workflow_engine.errors import ConflictError, NotFoundError, ValidationFailedError
+from workflow_engine.settings import Settings
+from workflow_engine.storage import Execution, Revision, repository
+
+from .registry import resolve_children
+from .schemas import ExecutionDetail, TaskState
+
+_CLOSED_TASK_STATES = ("running", "waiting_approval")
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A run an execute or retry call answers with; `created` is False for an idempotent repeat."""
+
+    execution_id: str
+    workflow_id: str
+    revision: int
+    status: str
+    created: bool
+    retry_of: str | None = None
+
+
+def idempotency_key(body_key: str | None, header_key: str | None) -> str | None:
+    """Return the one idempotency key of a request, from the body's `execution_id` or the header.
+
+    Raises:
+        ValidationFailedError: Both are given and differ.
+    """
+    if body_key is not None and header_key is not None and body_key != header_key:
+        raise ValidationFailedError(
+            "execution_id and the Idempotency-Key header differ; send one of them",
+            details=[{"path": "execution_id", "message": "differs from the Idempotency-Key header"}],
+        )
+    return body_key if body_key is not None else header_key
+
+
+async def _revision(session: AsyncSession, workflow_id: str, number: int | None) -> Revision:
+    record = await repository.get_definition(session=session, workflow_id=workflow_id)
+    if record is None:
+        raise NotFoundError(f"workflow {workflow_id!r} is not registered")
+    revision = await repository.get_revision(
+        session=session, workflow_id=workflow_id, number=record.current_revision if number is None else number
+    )
+    if revision is None:
+        raise NotFoundError(f"workflow {workflow_id!r} has no revision {number}")
+    return revision
+
+
+async def _existing(
+    session: AsyncSession, temporal: Client, key: str, workflow_id: str, retry_of: str | None
+) -> StartedRun | None:
+    """The run an idempotency key already names, if any (409 when it was used for another request)."""
+    record = await repository.get_execution(session=session, execution_id=key)
+    try:
+        run: RunStatus | None = await execution_status(temporal, key)
+    except NotFoundError:
+        run = None
+    if record is None and run is None:
+        return None
+    owner = record.workflow_id if record is not None else run.workflow_type if run is not None else ""
+    if owner != workflow_id:
+        raise ConflictError(f"execution id {key!r} is already used by a run of workflow {owner!r}")
+    if record is not None and record.retry_of != retry_of:
+        used = f"a retry of {record.retry_of!r}" if record.retry_of else "a run that is not a retry"
+        raise ConflictError(f"execution id {key!r} is already used by {used}")
+    if run is None:
+        raise ConflictError(f"execution id {key!r} was used by a run that Temporal no longer keeps")
+    # No index entry yet: a concurrent request started the run and has not committed (or it began elsewhere).
+    revision = record.revision if record is not None else run.revision
+    if revision is None:
+        raise ConflictError(f"execution id {key!r} is already used by a run that was not started through the API")
+    return StartedRun(key, workflow_id, revision, run.status, created=False, retry_of=retry_of)
+
+
+async def start_run(
+    *,
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    user: str,
+    workflow_id: str,
+    parameters: dict[str, object],
+    revision: int | None = None,
+    key: str | None = None,
+    retry_of: str | None = None,
+) -> StartedRun:
+    """Validate the parameters and start a run, or return the run an idempotency key already names.
+
+    Args:
+        session: The request's database session (committed here once the run has started).
+        temporal: The Temporal client.
+        settings: The API settings (task queue).
+        user: Who starts the run.
+        workflow_id: The registered workflow.
+        parameters: The run's parameters, validated against the revision's `params`.
+        revision: A registered revision to run instead of the current one.
+        key: An idempotency key, used as the execution id.
+        retry_of: The run this one retries, recorded in the execution index.
+
+    Raises:
+        NotFoundError: The workflow or revision is not registered.
+        DslError: The parameters are invalid (every problem listed).
+        ConflictError: The key names a run of another workflow.
+        UnavailableError: Temporal cannot be reached.
+    """
+    if key is not None and (found := await _existing(session, temporal, key, workflow_id, retry_of)) is not None:
+        return found
+    pinned = await _revision(session, workflow_id, revision)
+    definition = pinned_definition(pinned.definition)
+    params = resolve_params(definition, dict(parameters))
+    children = await resolve_children(session=session, definition=definition)
+    execution_id = key or f"{workflow_id}-{uuid.uuid4().hex[:20]}"
+    try:
+        await repository.add_execution(
+            session=session, execution_id=execution_id, workflow_id=workflow_id, revision=pinned.number,
+            parameters=params, started_by=user, retry_of=retry_of,
+        )  # fmt: skip
+    except IntegrityError:  # a concurrent request with the same key won the race: answer with its run
+        await session.rollback()
+        if key is not None and (found := await _existing(session, temporal, key, workflow_id, retry_of)) is not None:
+            return found
+        raise ConflictError(f"execution id {execution_id!r} is being started by another request") from None
+    await start_execution(
+        temporal,
+        workflow_name=workflow_id,
+        execution_id=execution_id,
+        task_queue=settings.temporal_task_queue,
+        run_input=RunInput(
+            definition=pinned.definition, revision=pinned.number, params=params, started_by=user, children=children
+        ),
+        execution_timeout=definition.timeout,
+        reuse_existing=key is not None,
+    )
+    await session.commit()
+    return StartedRun(execution_id, workflow_id, pinned.number, "running", created=True, retry_of=retry_of)
+
+
+async def retry_run(
+    *, session: AsyncSession, temporal: Client, settings: Settings, user: str, execution_id: str, key: str | None
+) -> StartedRun:
+    """Start a new run with the revision and parameters the execution index recorded for `execution_id`.
+
+    Raises:
+        NotFoundError: The run is not in the execution index, or its revision is no longer registered.
+        ConflictError: The run is still running.
+        UnavailableError: Temporal cannot be reached.
+    """
+    original = await repository.get_execution(session=session, execution_id=execution_id)
+    if original is None:
+        raise NotFoundError(f"execution {execution_id!r} is not in the execution index (only runs started through "
+                            "the API can be retried)")  # fmt: skip
+    try:
+        status = (await execution_status(temporal, execution_id)).status
+    except NotFoundError:  # Temporal dropped the closed run (retention); the index still knows what to run
+        status = "gone"
+    if status in ("running", "waiting_approval"):
+        raise ConflictError(f"execution {execution_id!r} is still {status}; cancel or terminate it first")
+    return await start_run(
+        session=session, temporal=temporal, settings=settings, user=user, workflow_id=original.workflow_id,
+        parameters=original.parameters, revision=original.revision, key=key, retry_of=execution_id,
+    )  # fmt: skip
+
+
+def _final_tasks(tasks: list[TaskState], status: str, finished_at: str | None) -> list[TaskState]:
+    """A closed run has no running task: what ran when it was cancelled, terminated or timed out was stopped."""
+    if status in ("running", "waiting_approval", "completed", "failed"):
+        return tasks
+    note = None if status == "cancelled" else f"stopped: the run {status.replace('_', ' ')}"
+    return [
+        t.model_copy(update={"status": "cancelled", "finished_at": t.finished_at or finished_at, "error": note})
+        if t.status in _CLOSED_TASK_STATES else t
+        for t in tasks
+    ]  # fmt: skip
+
+
+async def _declared_tasks(session: AsyncSession, record: Execution) -> list[TaskState]:
+    """Tasks of the pinned revision, all pending: what to show before a worker has run the workflow."""
+    revision = await repository.get_revision(session=session, workflow_id=record.workflow_id, number=record.revision)
+    if revision is None:
+        return []
+    definition: WorkflowDefinition = pinned_definition(revision.definition)
+    return [TaskState(id=t.id, name=t.display_name, status="pending") for t in definition.tasks]
+
+
+async def execution_detail(*, session: AsyncSession, temporal: Client, execution_id: str) -> ExecutionDetail:
+    """Return a run's status, every task's state, output and error (live from Temporal) with its index entry.
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        UnavailableError: Temporal cannot be reached.
+    """
+    record = await repository.get_execution(session=session, execution_id=execution_id)
+    live = await describe_execution(temporal, execution_id)
+    tasks = [TaskState.model_validate(t) for t in live["tasks"]]
+    if not tasks and record is not None:
+        tasks = await _declared_tasks(session, record)
+    audit = await repository.list_approval_records(session=session, execution_id=execution_id)
+    return ExecutionDetail(
+        execution_id=execution_id,
+        workflow_id=record.workflow_id if record else live["workflow_type"],
+        revision=record.revision if record else None,
+        parameters=record.parameters if record else None,
+        tasks=_final_tasks(tasks, live["status"], live["finished_at"]),
+        status=live["status"],
+        output=live["output"],
+        error=live["error"],
+        started_at=live["started_at"],
+        finished_at=live["finished_at"],
+        started_by=record.started_by if record else None,
+        retry_of=record.retry_of if record else None,
+        audit=[
+            {"task_id": a.task_id, "approver": a.approver, "decision": a.decision, "comment": a.comment,
+             "via": a.via, "at": a.decided_at.isoformat()}
+            for a in audit
+        ],
+    )  # fmt: skip
