@@ -16,7 +16,7 @@ from workflow_engine.plugins import activity_types
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 
-from .errors import install_error_handlers
+from .errors import PROBLEM_RESPONSES, install_error_handlers
 from .registry import directory_snapshot, register_directory, watch_directory
 from .routes import approvals, executions, health, registry, workflows
 
@@ -65,9 +65,6 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(registry.router)
-    app.include_router(workflows.router)
-    app.include_router(executions.router)
-    app.include_router(approvals.router)
+    for router in (health.router, registry.router, workflows.router, executions.router, approvals.router):
+        app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

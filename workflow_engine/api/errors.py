@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workflow_engine.dsl import DslError
@@ -16,6 +17,33 @@ from workflow_engine.errors import EngineError
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "code", "detail", "errors"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "stable machine-readable error code"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+# Declared on every route: any of these may answer with a problem+json body.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
+    for status, description in (
+        (400, "Malformed request (e.g. a body that cannot be parsed)"),
+        (401, "Missing or invalid credentials"),
+        (403, "The caller lacks the role for this"),
+        (404, "Unknown workflow, revision, execution or task"),
+        (405, "Method not allowed"),
+        (409, "Conflicts with the current state"),
+        (413, "Too large"),
+        (422, "Invalid input; `errors` lists every problem"),
+        (503, "Temporal or the database is unreachable"),
+    )
+}
 
 
 def problem(status: int, code: str, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -53,10 +81,22 @@ async def _request_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "invalid_request", detail, errors)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, str(exc.detail))
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    response = problem(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:  # the path may be served by several routers: list every method it has
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
+    return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

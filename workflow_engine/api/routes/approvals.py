@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
 
 from workflow_engine.api.auth import Approver
 from workflow_engine.api.deps import TemporalDep
-from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse, Problem
+from workflow_engine.api.errors import PROBLEM_RESPONSES
+from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse
 from workflow_engine.engine.approval_client import pending_approvals, send_decision
 
 router = APIRouter(tags=["approvals"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503)}
+_ERRORS = PROBLEM_RESPONSES
 
 
 @router.post("/executions/{execution_id}/approvals/{task_id}", response_model=ApprovalResponse, responses=_ERRORS)

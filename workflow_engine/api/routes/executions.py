@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from workflow_engine.api.auth import Operator, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
+from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.executions import StartedRun, execution_detail, idempotency_key, retry_run, start_run
 from workflow_engine.api.schemas import (
     EXECUTION_KEY_MAX,
@@ -23,7 +24,6 @@ from workflow_engine.api.schemas import (
     ExecutionListItem,
     ExecutionStatusName,
     HistoryEntry,
-    Problem,
     RetryResponse,
     StopRequest,
     StopResponse,
@@ -35,7 +35,20 @@ from workflow_engine.engine.visibility import list_executions, visibility_query
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422, 503)}
+_ERRORS = PROBLEM_RESPONSES
+
+
+def _iso_only(value: Any) -> Any:
+    """Accept only ISO 8601 text: pydantic alone would also read `0.5` as a Unix timestamp."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 datetime") from None
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -118,8 +131,8 @@ async def list_runs(
     _caller: Viewer,
     workflow_id: Annotated[str | None, Query(pattern=NAME_PATTERN, description="Only runs of this workflow.")] = None,
     status: Annotated[list[ExecutionStatusName] | None, Query(description="Only runs in these statuses.")] = None,
-    started_after: Annotated[datetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
-    started_before: Annotated[datetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
+    started_after: Annotated[IsoDatetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
+    started_before: Annotated[IsoDatetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     page_token: Annotated[str | None, Query(max_length=4096, description="From the previous page.")] = None,
 ) -> ExecutionList:

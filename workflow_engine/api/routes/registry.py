@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from workflow_engine.api.auth import Admin, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
+from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.registry import register_directory, register_source
 from workflow_engine.api.routes.workflows import load_current, task_summaries
 from workflow_engine.api.schemas import (
-    Problem,
     RegisterRequest,
     RegisterResponse,
     ReloadResponse,
@@ -41,7 +40,7 @@ _BODY = {
         },
     }
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422)}
+_ERRORS = PROBLEM_RESPONSES
 
 
 async def _source(request: Request) -> tuple[str, str]:
