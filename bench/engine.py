@@ -229,11 +229,12 @@ if not workflow.unsafe.in_sandbox():
 
     @dataclass(frozen=True)
     class Sample:
-        """One timed run of one side: wall time, and CPU time of this process (both workers) and of the server."""
+        """One timed run of one side: wall time and CPU times (this process's both workers, server, everything else)."""
 
         wall: float
         worker_cpu: float
         server_cpu: float
+        other_cpu: float
 
     @dataclass
     class Row:
@@ -310,11 +311,22 @@ if not workflow.unsafe.in_sandbox():
                 total += (int(fields[11]) + int(fields[12])) / tick
         return total
 
+    def _machine_cpu() -> float:
+        """CPU seconds the whole machine has been busy (all cores); 0 where /proc is missing."""
+        try:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                int, Path("/proc/stat").read_text().split()[1:9]
+            )
+        except (OSError, ValueError):
+            return 0.0
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
     async def _timed(work: Callable[[], Awaitable[object]]) -> Sample:
-        cpu, server, start = time.process_time(), _server_cpu(), time.perf_counter()
+        machine, cpu, server, start = _machine_cpu(), time.process_time(), _server_cpu(), time.perf_counter()
         await work()
         wall = time.perf_counter() - start
-        return Sample(wall, time.process_time() - cpu, _server_cpu() - server)
+        worker, server = time.process_time() - cpu, _server_cpu() - server
+        return Sample(wall, worker, server, max(0.0, _machine_cpu() - machine - worker - server))
 
     def _show(sample: Sample) -> str:
         return f"{sample.wall:.2f} s (worker CPU {sample.worker_cpu:.2f} s, server CPU {sample.server_cpu:.2f} s)"
@@ -430,6 +442,11 @@ if not workflow.unsafe.in_sandbox():
         for row in rows:
             dsl_times, raw_times = (", ".join(f"{t.wall:.2f}" for t in samples) for samples in (row.dsl, row.raw))
             console.print(f"{row.scenario}: DSL {dsl_times} s; raw {raw_times} s")
+        samples = [sample for row in rows for sample in (*row.dsl, *row.raw)]
+        other, wall = sum(s.other_cpu for s in samples), sum(s.wall for s in samples)
+        console.print(
+            f"other processes used {other:.1f} CPU s during {wall:.0f} s of timed runs ({other / wall:.0%} of a core)"
+        )
         if markdown:
             print("\n".join(lines))
 

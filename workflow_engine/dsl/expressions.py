@@ -47,6 +47,11 @@ def compile_expression(source: str) -> cel.Program:
         raise ExpressionError(f"invalid expression {source!r}: {exc}") from None
 
 
+@lru_cache(maxsize=4096)
+def _variables(source: str) -> tuple[str, ...]:
+    return tuple(compile_expression(source).variables())
+
+
 def root_names(source: str) -> list[str]:
     """Return the free variable names an expression reads, in sorted order."""
     bound = set(_BOUND.findall(source))
@@ -61,8 +66,10 @@ def referenced_tasks(source: str) -> list[str]:
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression against a context; failures become `ExpressionError`."""
     program = compile_expression(source)
+    # only the names the expression reads: converting the whole context per call is quadratic in fan-outs
+    scope = {name: context[name] for name in _variables(source) if name in context}
     try:
-        return program.execute(dict(context))
+        return program.execute(scope)
     except KeyError as exc:
         raise ExpressionError(f"{source!r}: no such key {exc}") from None
     except (TypeError, ValueError, RuntimeError, ArithmeticError, LookupError) as exc:
