@@ -22,23 +22,8 @@ FAN_OUT_BATCH = 200
 
 
 def pinned_definition(data: dict[str, Any]) -> WorkflowDefinition:
-    """Validate a pinned definition (a full `model_dump`) again, leaving out its schedules.
-
-    A dump spells out every default, including an approval's `on_timeout: reject` next to `timeout: null`,
-    a pair the model refuses when written by hand; drop that default so every valid definition loads again.
-    """
-    data = {key: value for key, value in data.items() if key != "schedules"}
-    for section in ("tasks", "on_failure"):
-        if isinstance(data.get(section), list):
-            data[section] = [_without_default_on_timeout(task) for task in data[section]]
-    return WorkflowDefinition.model_validate(data)
-
-
-def _without_default_on_timeout(task: Any) -> Any:
-    config = task.get("config") if isinstance(task, dict) and task.get("type") == "approval" else None
-    if isinstance(config, dict) and config.get("timeout") is None and config.get("on_timeout") == "reject":
-        return {**task, "config": {key: value for key, value in config.items() if key != "on_timeout"}}
-    return task
+    """Validate a pinned definition (a full `model_dump`) again, leaving out its schedules (never used by a run)."""
+    return WorkflowDefinition.model_validate({key: value for key, value in data.items() if key != "schedules"})
 
 
 class StepFailed(Exception):
