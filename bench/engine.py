@@ -28,7 +28,7 @@ from temporalio.common import RetryPolicy
 # What the interpreter applies to a task without its own settings (engine/options.py), used on the raw side too.
 TIMEOUT = timedelta(minutes=5)
 RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1), backoff_coefficient=2.0)
-RAW_FAN_OUT_BATCH = 200  # the interpreter's FAN_OUT_BATCH, for the "same shape" raw variant
+BATCH = 200  # both sides split the fan-out in child workflows of this many items in the "children" variant
 
 logger = logging.getLogger("bench.engine")
 
@@ -107,9 +107,7 @@ class RawFanOutBatched:
     async def run(self, arg: RawInput) -> list[int]:
         """Start one `RawFanOut` child per slice and concatenate their outputs."""
         info = workflow.info()
-        slices = [
-            (start, min(RAW_FAN_OUT_BATCH, arg.count - start)) for start in range(0, arg.count, RAW_FAN_OUT_BATCH)
-        ]
+        slices = [(start, min(BATCH, arg.count - start)) for start in range(0, arg.count, BATCH)]
         results = await asyncio.gather(
             *(
                 workflow.execute_child_workflow(
@@ -275,13 +273,19 @@ if not workflow.unsafe.in_sandbox():
         client: Client
         dsl_queue: str
         raw_queue: str
+        fan_out_batch: int  # what the API pins (setting FAN_OUT_BATCH_SIZE)
 
-        async def dsl(self, registered: Registered, params: dict[str, object] | None = None) -> None:
+        async def dsl(
+            self, registered: Registered, params: dict[str, object] | None = None, fan_out_batch: int | None = None
+        ) -> None:
             """Start one interpreter run as the API does (params checked, pinned JSON sent) and wait for its result."""
             definition = registered.definition
             execution_id = f"{definition.name}-{uuid.uuid4().hex}"
             run_input = RunInput(
-                definition=registered.stored, revision=1, params=resolve_params(definition, params or {})
+                definition=registered.stored,
+                revision=1,
+                params=resolve_params(definition, params or {}),
+                fan_out_batch=fan_out_batch or self.fan_out_batch,
             )
             await start_execution(
                 self.client,
@@ -366,8 +370,8 @@ if not workflow.unsafe.in_sandbox():
                     lambda: h.raw(RawFanOut.run, RawInput(sizes.fan_out)),
                 ),
                 (
-                    Row("fan-out, raw in 200-children", f"{sizes.fan_out} items", sizes.fan_out, extra=True),
-                    lambda: h.dsl(fan_out, {"items": items}),
+                    Row(f"fan-out, both in {BATCH}-children", f"{sizes.fan_out} items", sizes.fan_out, extra=True),
+                    lambda: h.dsl(fan_out, {"items": items}, fan_out_batch=BATCH),
                     lambda: h.raw(RawFanOutBatched.run, RawInput(sizes.fan_out)),
                 ),
             ],
@@ -482,7 +486,10 @@ if not workflow.unsafe.in_sandbox():
                     workflows_dir=workflows_dir,
                 )
                 h = Harness(
-                    client, dsl_queue=f"bench-dsl-{uuid.uuid4().hex}", raw_queue=f"bench-raw-{uuid.uuid4().hex}"
+                    client,
+                    dsl_queue=f"bench-dsl-{uuid.uuid4().hex}",
+                    raw_queue=f"bench-raw-{uuid.uuid4().hex}",
+                    fan_out_batch=settings.fan_out_batch_size,
                 )
                 raw_worker = Worker(
                     client,

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         256 * 1024, description="Task outputs larger than this are stored in the database by reference."
     )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
+    fan_out_batch_size: int = Field(
+        1000, ge=1, le=2000, description="A `for_each` over more items runs in child workflows of this many items."
+    )
     worker_max_concurrent_activities: int = Field(100, description="Activities one worker runs at once.")
     worker_max_cached_workflows: int = Field(
         500, ge=0, description="Workflows a worker keeps in memory; others (e.g. paused runs) are replayed on demand."

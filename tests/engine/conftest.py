@@ -37,7 +37,7 @@ Runner = Callable[..., Awaitable[Outcome]]
 async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
     """Yield a function that runs YAML text to completion on a worker for this test's queue."""
 
-    async def run(text: str, params: dict[str, Any] | None = None) -> Outcome:
+    async def run(text: str, params: dict[str, Any] | None = None, *, fan_out_batch: int | None = None) -> Outcome:
         definition = parse_definition(text, file="test.yaml")
         execution_id = f"{definition.name}-{uuid.uuid4().hex}"
         await start_execution(
@@ -49,6 +49,7 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
                 definition=definition.model_dump(mode="json"),
                 revision=1,
                 params=resolve_params(definition, params or {}),
+                fan_out_batch=fan_out_batch or settings.fan_out_batch_size,
             ),
             execution_timeout=definition.timeout,
         )

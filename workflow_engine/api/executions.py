@@ -147,7 +147,12 @@ async def start_run(
         execution_id=execution_id,
         task_queue=settings.temporal_task_queue,
         run_input=RunInput(
-            definition=pinned.definition, revision=pinned.number, params=params, started_by=user, children=children
+            definition=pinned.definition,
+            revision=pinned.number,
+            params=params,
+            started_by=user,
+            children=children,
+            fan_out_batch=settings.fan_out_batch_size,
         ),
         execution_timeout=definition.timeout,
         reuse_existing=key is not None,

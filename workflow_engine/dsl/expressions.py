@@ -54,8 +54,13 @@ def _variables(source: str) -> tuple[str, ...]:
 
 def root_names(source: str) -> list[str]:
     """Return the free variable names an expression reads, in sorted order."""
+    return list(_free_names(source))
+
+
+@lru_cache(maxsize=4096)
+def _free_names(source: str) -> tuple[str, ...]:
     bound = set(_BOUND.findall(source))
-    return [name for name in compile_expression(source).variables() if name not in bound]
+    return tuple(name for name in _variables(source) if name not in bound)
 
 
 def referenced_tasks(source: str) -> list[str]:
@@ -92,7 +97,7 @@ def _as_text(value: Any) -> str:
 
 
 def _reads_deferred(source: str, defer: frozenset[str]) -> bool:
-    return bool(defer) and any(name in defer for name in root_names(source))
+    return bool(defer) and any(name in defer for name in _free_names(source))
 
 
 def render(value: Any, context: Mapping[str, Any], *, defer: frozenset[str] = frozenset()) -> Any:

@@ -32,6 +32,9 @@ class BuiltinActivities:
     def __init__(self, workflows_dir: Path) -> None:
         """Remember where user modules for `python` tasks live."""
         self.workflows_dir = workflows_dir.resolve()
+        # `module:function` -> the function: a module is imported once per worker anyway, and resolving the path
+        # (a realpath, a stat and a hash) on every call cost more than the call itself for no-op steps
+        self._functions: dict[str, Callable[..., Any]] = {}
 
     @activity.defn(name="log")
     async def log(self, task: ActivityInput) -> ActivityResult:
@@ -41,7 +44,7 @@ class BuiltinActivities:
         if level not in _LEVELS:
             raise _fail(f"config.level must be one of {', '.join(_LEVELS)}", "ConfigError", non_retryable=True)
         text = message if isinstance(message, str) else json.dumps(message, default=str)
-        logger.log(_LEVELS[level], "[%s/%s] %s", task.execution_id, task.task_id, text)
+        logger.log(_LEVELS[level], "[%s/%s] %s", activity.info().workflow_id, task.task_id, text)
         return ActivityResult(output=text, attempt=activity.info().attempt)
 
     @activity.defn(name="python")
@@ -68,6 +71,8 @@ class BuiltinActivities:
         return ActivityResult(output=result, attempt=activity.info().attempt)
 
     def _resolve(self, reference: Any) -> Callable[..., Any]:
+        if isinstance(reference, str) and (cached := self._functions.get(reference)) is not None:
+            return cached
         if not isinstance(reference, str) or reference.count(":") != 1:
             raise _fail("config.function must be 'module:function'", "ConfigError", non_retryable=True)
         module_name, _, attr = reference.partition(":")
@@ -78,6 +83,7 @@ class BuiltinActivities:
         function = getattr(module, attr, None)
         if not callable(function):
             raise _fail(f"{module_name!r} has no function {attr!r}", "ConfigError", non_retryable=True)
+        self._functions[reference] = function
         return function  # type: ignore[no-any-return]
 
     def _import(self, module_name: str) -> ModuleType:

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflow_engine.dsl.model import ApprovalTask, SetTask, SleepTask
 
     from .approvals import check, outcome, refusal
+    from .options import ActivityOptions
     from .steps import SECRETS, StepFailed, Steps, pinned_definition
     from .types import (
         APPROVAL_SIGNAL,
@@ -82,6 +83,7 @@ class Interpreter(Steps):
         self.context: dict[str, Any] = {}
         self.waiting = False
         self.audited: dict[str, int] = {}
+        self.options: dict[str, ActivityOptions] = {}
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
@@ -232,7 +234,8 @@ class Interpreter(Steps):
         run_input = self.run_input
         workflow.continue_as_new(
             RunInput(definition=run_input.definition, revision=run_input.revision, params=run_input.params,
-                     started_by=run_input.started_by, children=run_input.children, resume=resume)
+                     started_by=run_input.started_by, children=run_input.children, resume=resume,
+                     fan_out_batch=run_input.fan_out_batch)
         )  # fmt: skip
 
     async def _run_task(self, task: Task) -> None:

@@ -25,8 +25,20 @@ MASK = "***"
 _SECRET_NAME = re.compile(r"\bsecrets\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
+def _mentions_secrets(value: Any) -> bool:
+    if isinstance(value, str):
+        return "secrets" in value
+    if isinstance(value, Mapping):
+        return any(_mentions_secrets(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_mentions_secrets(item) for item in value)
+    return False
+
+
 def referenced_secrets(config: Any) -> list[str]:
     """Return the secret names read by templates in a config, in first-use order."""
+    if not _mentions_secrets(config):  # the common case, checked without parsing templates
+        return []
     names: dict[str, None] = {}
     for _, source in iter_templates(config):
         names.update(dict.fromkeys(_SECRET_NAME.findall(source)))
@@ -76,7 +88,7 @@ class _Inbound(ActivityInboundInterceptor):
             config = render(arg.config, {"secrets": values})
         except ExpressionError as exc:
             raise ApplicationError(mask(str(exc), hidden), type="ExpressionError", non_retryable=True) from None
-        input.args = [ActivityInput(task_id=arg.task_id, config=config, execution_id=arg.execution_id), *input.args[1:]]
+        input.args = [ActivityInput(task_id=arg.task_id, config=config), *input.args[1:]]
         try:
             result = await super().execute_activity(input)
         except ApplicationError as exc:

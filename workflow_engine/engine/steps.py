@@ -10,20 +10,25 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 
 from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, render, resolve_params
+from workflow_engine.dsl.expressions import iter_templates, root_names
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
 
-from .options import LOCAL_ACTIVITY_TYPES, activity_options
-from .types import ActivityInput, ActivityResult, FanOutBatch, RunInput
+from .options import LOCAL_ACTIVITY_TYPES, ActivityOptions, activity_options
+from .types import ActivityResult, FanOutBatch, RunInput
 
 SECRETS = frozenset({"secrets"})
-# A for_each over more items than this runs in child workflows of this many items each,
-# so no single history approaches Temporal's event limits.
-FAN_OUT_BATCH = 200
 
 
 def pinned_definition(data: dict[str, Any]) -> WorkflowDefinition:
     """Validate a pinned definition (a full `model_dump`) again, leaving out its schedules (never used by a run)."""
     return WorkflowDefinition.model_validate({key: value for key, value in data.items() if key != "schedules"})
+
+
+def item_scope(task: ActivityTask | WorkflowTask, context: dict[str, Any]) -> dict[str, Any]:
+    """The part of the context a fan-out item's templates read (a batch child gets only this)."""
+    templates = task.config if isinstance(task, ActivityTask) else task.config.params
+    names = {name for _, source in iter_templates(templates) for name in root_names(source)}
+    return {name: value for name, value in context.items() if name in names}
 
 
 class StepFailed(Exception):
@@ -51,6 +56,7 @@ class Steps:
     run_input: RunInput
     tasks: dict[str, dict[str, Any]]
     context: dict[str, Any]
+    options: dict[str, ActivityOptions]  # per task id, resolved once
 
     def finish(self, task_id: str, status: str, *, output: Any = None, error: str | None = None) -> None:
         """Record a task's final state, both for the status query and for expressions."""
@@ -81,7 +87,7 @@ class Steps:
         items = render(task.for_each, self.context)
         if not isinstance(items, list):
             raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
-        if len(items) > FAN_OUT_BATCH:
+        if len(items) > self.run_input.fan_out_batch:
             return await self._fan_out_in_children(task, items)
         return await self.fan_out(task, definition, items, offset=0, context=self.context)
 
@@ -90,11 +96,13 @@ class Steps:
         context: dict[str, Any],
     ) -> tuple[list[Any], int]:  # fmt: skip
         """Run one step per item, at most `max_parallel` at once; outputs keep the item order."""
-        limit = asyncio.Semaphore(task.max_parallel or max(1, len(items)))
+        limit = asyncio.Semaphore(task.max_parallel) if task.max_parallel and task.max_parallel < len(items) else None
 
         async def one(index: int, item: Any) -> tuple[Any, int]:
+            scope = {**context, "item": item, "index": index}
+            if limit is None:
+                return await self._one(task, definition, scope, index)
             async with limit:
-                scope = {**context, "item": item, "index": index}
                 return await self._one(task, definition, scope, index)
 
         futures = [asyncio.create_task(one(offset + i, item)) for i, item in enumerate(items)]
@@ -108,26 +116,26 @@ class Steps:
         return [output for output, _ in results], max((attempts for _, attempts in results), default=0)
 
     async def _fan_out_in_children(self, task: ActivityTask | WorkflowTask, items: list[Any]) -> tuple[list[Any], int]:
-        info = workflow.info()
-        batches = [items[i : i + FAN_OUT_BATCH] for i in range(0, len(items), FAN_OUT_BATCH)]
+        info, size = workflow.info(), self.run_input.fan_out_batch
+        batches = [items[i : i + size] for i in range(0, len(items), size)]
         # whole batches only: two batches of 200 at once would break a max_parallel of 250
-        at_once = task.max_parallel // FAN_OUT_BATCH if task.max_parallel else len(batches)
+        at_once = task.max_parallel // size if task.max_parallel else len(batches)
         limit = asyncio.Semaphore(max(1, at_once))
+        scope = item_scope(task, self.context)
 
         async def batch(number: int, chunk: list[Any]) -> Any:
             async with limit:
+                # a batch gets its items and only the context its templates read, not the run's params again
                 run_input = RunInput(
                     definition=self.run_input.definition, revision=self.run_input.revision,
-                    params=self.run_input.params, started_by=self.run_input.started_by,
-                    children=self.run_input.children,
-                    batch=FanOutBatch(task=task.id, items=chunk, offset=number * FAN_OUT_BATCH,
-                                      context=self.context),
+                    started_by=self.run_input.started_by, children=self.run_input.children, fan_out_batch=size,
+                    batch=FanOutBatch(task=task.id, items=chunk, offset=number * size, context=scope),
                 )  # fmt: skip
                 try:
                     return await workflow.execute_child_workflow(
                         info.workflow_type, run_input, id=f"{info.workflow_id}/{task.id}/batch-{number}",
                         task_queue=info.task_queue,
-                        static_summary=f"{task.display_name}: items from {number * FAN_OUT_BATCH}",
+                        static_summary=f"{task.display_name}: items from {number * size}",
                     )  # fmt: skip
                 except ChildWorkflowError as exc:
                     message, attempts = _root_cause(exc)
@@ -162,8 +170,11 @@ class Steps:
         self, task: ActivityTask, definition: WorkflowDefinition, scope: dict[str, Any], index: int | None
     ) -> tuple[Any, int]:
         config = render(task.config, scope, defer=SECRETS)
-        options = activity_options(task, definition.defaults)
-        arg = ActivityInput(task_id=task.id, config=config, execution_id=workflow.info().workflow_id)
+        options = self.options.get(task.id)
+        if options is None:
+            options = self.options[task.id] = activity_options(task, definition.defaults)
+        # ActivityInput as the JSON object it encodes to: `dataclasses.asdict` would deep-copy the config per item
+        arg = {"task_id": task.id, "config": config}
         summary = task.display_name if index is None else f"{task.display_name} [{index}]"
         try:
             if task.activity_type in LOCAL_ACTIVITY_TYPES and options.task_queue is None:
@@ -206,7 +217,8 @@ class Steps:
             output = await workflow.execute_child_workflow(
                 name,
                 RunInput(definition=child.definition, revision=child.revision, params=params,
-                         started_by=self.run_input.started_by, children=self.run_input.children),
+                         started_by=self.run_input.started_by, children=self.run_input.children,
+                         fan_out_batch=self.run_input.fan_out_batch),
                 id=child_id, task_queue=info.task_queue, execution_timeout=timeout,
                 static_summary=task.display_name,
             )  # fmt: skip

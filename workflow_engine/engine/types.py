@@ -1,7 +1,7 @@
 """Data passed between the interpreter workflow, its activities and clients (sandbox-safe)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the SDK calls `typing.get_type_hints` on these dataclasses for
+# every payload it converts, and evaluating string annotations made that 3x slower (32 µs against 9 µs).
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,10 @@ class FanOutBatch:
     context: dict[str, Any]
 
 
+# A `for_each` over more items than this runs in child workflows of this many items (setting FAN_OUT_BATCH_SIZE).
+FAN_OUT_BATCH = 1000
+
+
 @dataclass
 class RunInput:
     """The input of one execution: the pinned definition, its revision and the params."""
@@ -50,15 +54,16 @@ class RunInput:
     children: dict[str, ChildDefinition] = field(default_factory=dict)
     resume: dict[str, Any] | None = None
     batch: FanOutBatch | None = None
+    # pinned with the run, like the definition: changing the setting never changes a running execution's commands
+    fan_out_batch: int = FAN_OUT_BATCH
 
 
 @dataclass
 class ActivityInput:
-    """What every built-in activity receives: the rendered task config and where it runs."""
+    """What every built-in activity receives: the task id and its rendered config."""
 
     task_id: str
     config: dict[str, Any]
-    execution_id: str = ""
 
 
 @dataclass
