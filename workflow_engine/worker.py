@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import pkgutil
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -19,6 +21,7 @@ from workflow_engine.engine.client import ensure_search_attributes
 from workflow_engine.engine.http import HttpActivities
 from workflow_engine.engine.secrets import SecretsInterceptor
 from workflow_engine.engine.shell import ShellActivities
+from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import as_activity, discover
 from workflow_engine.settings import Settings
 
@@ -41,25 +44,47 @@ def _passthrough_modules() -> tuple[str, ...]:
         if f"workflow_engine.engine.{module.name}" != _INTERPRETER_MODULE
     ]
     ours = ["workflow_engine.dsl", "workflow_engine.settings", "workflow_engine.errors", "workflow_engine.plugins",
-            "workflow_engine.storage", "workflow_engine.audit", *engine_modules]  # fmt: skip
+            "workflow_engine.storage", "workflow_engine.audit", "workflow_engine.payloads",
+            *engine_modules]  # fmt: skip
     return ("pydantic", "pydantic_core", "annotated_types", "cel", "yaml", "croniter", *ours)
 
 
 PASSTHROUGH_MODULES = _passthrough_modules()
 
 
+class EngineWorker(Worker):
+    """A Temporal worker that closes the database connections of its activities and payload store when it stops."""
+
+    def __init__(self, *args: Any, closers: Sequence[Callable[[], Awaitable[None]]] = (), **kwargs: Any) -> None:
+        """Take the Worker arguments, and what to close once it has shut down."""
+        super().__init__(*args, **kwargs)
+        self._closers = closers
+
+    async def run(self) -> None:
+        """Run until shut down, then close."""
+        try:
+            await super().run()
+        finally:
+            for close in self._closers:
+                await close()
+
+
 def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
-    """Return a worker for the interpreter workflow and every built-in activity."""
+    """Return a worker for the interpreter workflow and every built-in activity.
+
+    The worker's client stores payloads over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
+    """
+    audit, payloads = AuditActivities(settings), DatabasePayloadStore(settings.database_url)
     activities = [
         *BuiltinActivities(settings.workflows_dir).all(),
         *HttpActivities(settings).all(),
         *ShellActivities(settings).all(),
-        AuditActivities(settings).record_approval,
+        audit.record_approval,
         *(as_activity(item) for item in discover(settings)),
     ]
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    return Worker(
-        client,
+    return EngineWorker(
+        with_payload_store(client, settings, payloads),
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=[Interpreter],
         activities=activities,
@@ -68,6 +93,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
         interceptors=[SecretsInterceptor(settings)],
         graceful_shutdown_timeout=timedelta(seconds=30),
+        closers=(audit.close, payloads.close),
     )
 
 

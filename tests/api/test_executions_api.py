@@ -509,3 +509,15 @@ async def test_roles(authed_api: httpx.AsyncClient) -> None:
     assert cancelled.status_code == 202, cancelled.text
     body = await api.get(f"/executions/{execution_id}", headers=_auth("viewer"))
     assert body.json()["started_by"] == "otto"
+
+
+# --- large outputs -----------------------------------------------------------------------------------------
+
+
+async def test_a_large_output_is_returned_whole_by_the_api(api: httpx.AsyncClient) -> None:
+    run = await _execute(api, "big", params={"wait": "true"}, expect=200)
+    assert run["status"] == "completed" and run["output"] == {"rows": 6000, "last": "row 005999"}
+    detail = await _detail(api, run["execution_id"])
+    report = next(task for task in detail["tasks"] if task["id"] == "report")
+    rows = report["output"]["rows"]
+    assert len(rows) == 6000 and rows[-1] == {"id": 5999, "label": "row 005999", "padding": "." * 80}

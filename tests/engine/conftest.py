@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine import RunInput, describe_execution, start_execution
+from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 
@@ -35,7 +36,12 @@ Runner = Callable[..., Awaitable[Outcome]]
 
 @pytest_asyncio.fixture
 async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
-    """Yield a function that runs YAML text to completion on a worker for this test's queue."""
+    """Yield a function that runs YAML text to completion on a worker for this test's queue.
+
+    The client resolves payloads stored by reference, as the API's does.
+    """
+    store = DatabasePayloadStore(settings.database_url)
+    client = with_payload_store(client, settings, store)
 
     async def run(text: str, params: dict[str, Any] | None = None, *, fan_out_batch: int | None = None) -> Outcome:
         definition = parse_definition(text, file="test.yaml")
@@ -64,3 +70,4 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
 
     async with build_worker(client, settings):
         yield run
+    await store.close()

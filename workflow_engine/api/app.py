@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from workflow_engine.engine import TemporalConnection
+from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import activity_types
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
@@ -32,7 +33,11 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         engine = create_engine(settings.database_url)
         app.state.settings = settings
         app.state.sessions = session_factory(engine)
-        app.state.temporal = TemporalConnection(settings, temporal_client)
+        # the API resolves outputs stored by reference (OUTPUT_INLINE_LIMIT_BYTES) with the workers' driver
+        payloads = DatabasePayloadStore(settings.database_url)
+        app.state.temporal = TemporalConnection(
+            settings, temporal_client, prepare=lambda client: with_payload_store(client, settings, payloads)
+        )
         snapshot = await asyncio.to_thread(directory_snapshot, settings.workflows_dir)
         app.state.activity_types = activity_types(settings)
         app.state.registration = await register_directory(
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            await payloads.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -7,6 +7,7 @@ so callers (the API routes) never see a raw `RPCError`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -92,17 +93,20 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
 class TemporalConnection:
     """Connects on first use and keeps the client, so a process can start before Temporal is up."""
 
-    def __init__(self, settings: Settings, client: Client | None = None) -> None:
-        """Remember the settings; `client` lets callers share an existing connection."""
+    def __init__(
+        self, settings: Settings, client: Client | None = None, *, prepare: Callable[[Client], Client] | None = None
+    ) -> None:
+        """Remember the settings; `client` shares an existing connection, `prepare` adapts the client once."""
         self._settings = settings
-        self._client = client
+        self._prepare = prepare or (lambda client: client)
+        self._client = self._prepare(client) if client is not None else None
         self._lock = asyncio.Lock()
 
     async def get(self) -> Client:
         """Return the connected client, connecting now if needed."""
         async with self._lock:
             if self._client is None:
-                self._client = await connect(self._settings)
+                self._client = self._prepare(await connect(self._settings))
             return self._client
 
 

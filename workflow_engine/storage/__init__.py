@@ -3,7 +3,7 @@
 from . import repository
 from .db import create_engine, session_factory
 from .migrate import upgrade_database
-from .models import ApprovalRecord, Base, Definition, Execution, Revision
+from .models import ApprovalRecord, Base, Definition, Execution, Revision, StoredPayload
 
 __all__ = [
     "ApprovalRecord",
@@ -11,6 +11,7 @@ __all__ = [
     "Definition",
     "Execution",
     "Revision",
+    "StoredPayload",
     "create_engine",
     "repository",
     "session_factory",

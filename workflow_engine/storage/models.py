@@ -1,11 +1,11 @@
-"""SQLAlchemy models of the registry: definitions, immutable revisions, the execution index."""
+"""SQLAlchemy models of the registry: definitions, revisions, the execution index, audit, large payloads."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -85,3 +85,15 @@ class ApprovalRecord(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     via: Mapped[str] = mapped_column(String(16))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StoredPayload(Base):
+    """A Temporal payload too large for history (e.g. a task output over OUTPUT_INLINE_LIMIT_BYTES), by content hash."""
+
+    __tablename__ = "stored_payload"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the serialized payload
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    workflow_id: Mapped[str | None] = mapped_column(String(255), index=True)  # the run it was stored for
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

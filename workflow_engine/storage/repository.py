@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import ApprovalRecord, Definition, Execution, Revision, utcnow
+from .models import ApprovalRecord, Definition, Execution, Revision, StoredPayload, utcnow
 
 
 async def get_definition(*, session: AsyncSession, workflow_id: str) -> Definition | None:
@@ -168,3 +168,19 @@ async def recent_execution_ids(*, session: AsyncSession, workflow_id: str, since
         select(Execution.execution_id).where(Execution.workflow_id == workflow_id, Execution.created_at >= since)
     )
     return list(result)
+
+
+async def add_payloads(*, session: AsyncSession, payloads: dict[str, bytes], workflow_id: str | None) -> int:
+    """Store payloads by content key, skipping keys already stored (content-addressed); return how many were new."""
+    stored = set(await session.scalars(select(StoredPayload.key).where(StoredPayload.key.in_(list(payloads)))))
+    new = [StoredPayload(key=key, data=data, size=len(data), workflow_id=workflow_id)
+           for key, data in payloads.items() if key not in stored]  # fmt: skip
+    session.add_all(new)
+    await session.flush()
+    return len(new)
+
+
+async def get_payloads(*, session: AsyncSession, keys: list[str]) -> dict[str, bytes]:
+    """Return the stored payloads among `keys`, by key (missing keys are absent)."""
+    rows = await session.execute(select(StoredPayload.key, StoredPayload.data).where(StoredPayload.key.in_(keys)))
+    return {row.key: row.data for row in rows}
