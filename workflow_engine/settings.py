@@ -7,7 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,13 +50,18 @@ class Settings(BaseSettings):
     secrets_env_prefix: str = Field("WFE_SECRET_", description="`secrets.NAME` reads env var PREFIX+NAME.")
     secrets_file: Path | None = Field(None, description="Optional JSON or .env file of secrets.")
     output_inline_limit_bytes: int = Field(
-        256 * 1024, description="Task outputs larger than this are stored in the database by reference."
+        256 * 1024, ge=0, description="Payloads (e.g. task outputs) over this size are stored in the database."
     )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
     fan_out_batch_size: int = Field(
         1000, ge=1, le=2000, description="A `for_each` over more items runs in child workflows of this many items."
     )
     worker_max_concurrent_activities: int = Field(100, description="Activities one worker runs at once.")
+    worker_activity_concurrency: str = Field(
+        "",
+        description="Per-kind limits `kind=N,...` (e.g. `shell=2,http_request=50`); other kinds get "
+        "WORKER_MAX_CONCURRENT_ACTIVITIES.",
+    )
     worker_max_cached_workflows: int = Field(
         500, ge=0, description="Workflows a worker keeps in memory; others (e.g. paused runs) are replayed on demand."
     )
@@ -66,6 +71,21 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated `user:role+role:token` entries; empty = local mode (loopback only, no auth).",
     )
+
+    @field_validator("worker_activity_concurrency")
+    @classmethod
+    def _kind_limits(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            kind, sep, limit = entry.partition("=")
+            if not sep or not kind.strip() or not limit.strip().isdigit() or int(limit) < 1:
+                raise ValueError(f"{entry!r} is not `kind=N` with N >= 1 (e.g. shell=2,http_request=50)")
+        return value
+
+    @property
+    def activity_concurrency(self) -> dict[str, int]:
+        """Return the per-kind activity limits of WORKER_ACTIVITY_CONCURRENCY."""
+        pairs = (part.partition("=") for part in self.worker_activity_concurrency.split(",") if part.strip())
+        return {kind.strip(): int(limit) for kind, _, limit in pairs}
 
     @property
     def http_allowlist_entries(self) -> list[str]:

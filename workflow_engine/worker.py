@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pkgutil
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,7 @@ from workflow_engine.audit import AuditActivities
 from workflow_engine.engine import BuiltinActivities, Interpreter, connect
 from workflow_engine.engine.client import ensure_search_attributes
 from workflow_engine.engine.http import HttpActivities
+from workflow_engine.engine.options import activity_queue
 from workflow_engine.engine.secrets import SecretsInterceptor
 from workflow_engine.engine.shell import ShellActivities
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
@@ -50,49 +52,92 @@ def _passthrough_modules() -> tuple[str, ...]:
 
 
 PASSTHROUGH_MODULES = _passthrough_modules()
+# Running activities get this long to finish (or heartbeat out) when a worker stops.
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 class EngineWorker(Worker):
-    """A Temporal worker that closes the database connections of its activities and payload store when it stops."""
+    """The interpreter's worker: runs one worker per activity kind beside it, and closes connections when it stops."""
 
-    def __init__(self, *args: Any, closers: Sequence[Callable[[], Awaitable[None]]] = (), **kwargs: Any) -> None:
-        """Take the Worker arguments, and what to close once it has shut down."""
+    def __init__(
+        self,
+        *args: Any,
+        kind_workers: Sequence[Worker] = (),
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        **kwargs: Any,
+    ) -> None:
+        """Take the Worker arguments, the per-kind workers to run alongside, and what to close at the end."""
         super().__init__(*args, **kwargs)
-        self._closers = closers
+        self.kind_workers, self._closers = tuple(kind_workers), closers
 
     async def run(self) -> None:
-        """Run until shut down, then close."""
+        """Run with the per-kind workers until shut down; shut them down together, then close."""
         try:
-            await super().run()
+            async with contextlib.AsyncExitStack() as stack:
+                for worker in self.kind_workers:
+                    await stack.enter_async_context(worker)
+                try:
+                    await super().run()
+                finally:  # graceful shutdowns in parallel: each may wait for its running activities
+                    await asyncio.gather(*(worker.shutdown() for worker in self.kind_workers))
         finally:
             for close in self._closers:
                 await close()
 
 
-def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
-    """Return a worker for the interpreter workflow and every built-in activity.
+def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> EngineWorker:
+    """Return a worker for the interpreter workflow and every activity, with one worker per remote activity kind.
 
-    The worker's client stores payloads over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
+    The main worker polls `task_queue` (default TEMPORAL_TASK_QUEUE) for workflow tasks, local activities
+    (`log`, the approval audit) and activities a task routes there with `task_queue`. Each remote kind
+    (`python`, `http_request`, `shell`, every plugin) also has its own worker on `<queue>/<kind>`, where the
+    interpreter sends it by default, with its own limit from WORKER_ACTIVITY_CONCURRENCY. Its client stores
+    payloads over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
+
+    Raises:
+        ValueError: WORKER_ACTIVITY_CONCURRENCY names an activity type no worker has.
     """
+    queue = task_queue or settings.temporal_task_queue
     audit, payloads = AuditActivities(settings), DatabasePayloadStore(settings.database_url)
-    activities = [
-        *BuiltinActivities(settings.workflows_dir).all(),
-        *HttpActivities(settings).all(),
-        *ShellActivities(settings).all(),
-        audit.record_approval,
-        *(as_activity(item) for item in discover(settings)),
+    builtin = BuiltinActivities(settings.workflows_dir)
+    remote: dict[str, Callable[..., Any]] = {
+        "python": builtin.python,
+        "http_request": HttpActivities(settings).http_request,
+        "shell": ShellActivities(settings).shell,
+        **{item.name: as_activity(item) for item in discover(settings)},
+    }
+    limits = settings.activity_concurrency
+    unknown = sorted(set(limits) - set(remote))
+    if unknown:
+        raise ValueError(
+            f"WORKER_ACTIVITY_CONCURRENCY names {', '.join(map(repr, unknown))}, which is not a remote activity type "
+            f"(known: {', '.join(remote)})"
+        )
+    client = with_payload_store(client, settings, payloads)
+    interceptors = [SecretsInterceptor(settings)]
+    kind_workers = [
+        Worker(
+            client,
+            task_queue=activity_queue(queue, kind),
+            activities=[function],
+            max_concurrent_activities=limits.get(kind, settings.worker_max_concurrent_activities),
+            interceptors=interceptors,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+        for kind, function in remote.items()
     ]
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     return EngineWorker(
-        with_payload_store(client, settings, payloads),
-        task_queue=task_queue or settings.temporal_task_queue,
+        client,
+        task_queue=queue,
         workflows=[Interpreter],
-        activities=activities,
+        activities=[builtin.log, audit.record_approval, *remote.values()],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-        interceptors=[SecretsInterceptor(settings)],
-        graceful_shutdown_timeout=timedelta(seconds=30),
+        interceptors=interceptors,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        kind_workers=kind_workers,
         closers=(audit.close, payloads.close),
     )
 
@@ -105,6 +150,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     except RPCError as exc:  # e.g. Temporal Cloud, where an operator registers them
         logger.warning("could not register search attributes (%s); register them on the namespace", exc.message)
     worker = build_worker(client, settings)
-    logger.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
+    logger.info(
+        "worker polling %s (and %s/<kind> for %s) on %s", settings.temporal_task_queue, settings.temporal_task_queue,
+        ", ".join(w.task_queue.rsplit("/", 1)[1] for w in worker.kind_workers), settings.temporal_address,
+    )  # fmt: skip
     async with worker:
         await (stop or asyncio.Event()).wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -38,35 +39,49 @@ Runner = Callable[..., Awaitable[Outcome]]
 async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
     """Yield a function that runs YAML text to completion on a worker for this test's queue.
 
-    The client resolves payloads stored by reference, as the API's does.
+    The client resolves payloads stored by reference, as the API's does. `settings_update` runs that one
+    definition on a worker of its own, built with those settings on a queue of its own.
     """
     store = DatabasePayloadStore(settings.database_url)
-    client = with_payload_store(client, settings, store)
+    reader = with_payload_store(client, settings, store)  # workers get the plain client and add their own store
 
-    async def run(text: str, params: dict[str, Any] | None = None, *, fan_out_batch: int | None = None) -> Outcome:
+    async def run(
+        text: str,
+        params: dict[str, Any] | None = None,
+        *,
+        fan_out_batch: int | None = None,
+        settings_update: dict[str, Any] | None = None,
+    ) -> Outcome:
         definition = parse_definition(text, file="test.yaml")
         execution_id = f"{definition.name}-{uuid.uuid4().hex}"
-        await start_execution(
-            client,
-            workflow_name=definition.name,
-            execution_id=execution_id,
-            task_queue=settings.temporal_task_queue,
-            run_input=RunInput(
-                definition=definition.model_dump(mode="json"),
-                revision=1,
-                params=resolve_params(definition, params or {}),
-                fan_out_batch=fan_out_batch or settings.fan_out_batch_size,
-            ),
-            execution_timeout=definition.timeout,
-        )
-        handle = client.get_workflow_handle(execution_id)
-        result: Any = None
-        failure = None
-        try:
-            result = await handle.result()
-        except WorkflowFailureError as exc:
-            failure = exc
-        return Outcome(handle, result, failure, await describe_execution(client, execution_id))
+        own = settings
+        if settings_update:
+            queue = f"{settings.temporal_task_queue}-{uuid.uuid4().hex[:8]}"
+            own = settings.model_copy(update={**settings_update, "temporal_task_queue": queue})
+        async with contextlib.AsyncExitStack() as stack:
+            if own is not settings:
+                await stack.enter_async_context(build_worker(client, own))
+            await start_execution(
+                reader,
+                workflow_name=definition.name,
+                execution_id=execution_id,
+                task_queue=own.temporal_task_queue,
+                run_input=RunInput(
+                    definition=definition.model_dump(mode="json"),
+                    revision=1,
+                    params=resolve_params(definition, params or {}),
+                    fan_out_batch=fan_out_batch or settings.fan_out_batch_size,
+                ),
+                execution_timeout=definition.timeout,
+            )
+            handle = reader.get_workflow_handle(execution_id)
+            result: Any = None
+            failure = None
+            try:
+                result = await handle.result()
+            except WorkflowFailureError as exc:
+                failure = exc
+            return Outcome(handle, result, failure, await describe_execution(reader, execution_id))
 
     async with build_worker(client, settings):
         yield run

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
 
-from workflow_engine.dsl import parse_definition
-from workflow_engine.engine import RunInput, describe_execution, start_execution
-from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.settings import Settings
 from workflow_engine.storage import StoredPayload, create_engine, session_factory
-from workflow_engine.worker import build_worker
 
 from .conftest import Runner
 
@@ -84,32 +78,16 @@ output: "${{{{ tasks.measure.output }}}}"
     assert {row.workflow_id for row in stored} == {outcome.handle.id}
 
 
-async def test_the_limit_is_a_setting(client: Client, workflows_dir: Path, settings: Settings) -> None:
+async def test_the_limit_is_a_setting(run_yaml: Runner, workflows_dir: Path, settings: Settings) -> None:
     (workflows_dir / "sizes.py").write_text(MODULE)
-    limited = settings.model_copy(
-        update={"output_inline_limit_bytes": 1024, "temporal_task_queue": f"{settings.temporal_task_queue}-1k"}
-    )
-    definition = parse_definition(
+    outcome = await run_yaml(
         "name: small-limit\ntasks:\n  - id: t\n    activity_type: python\n"
         "    config: {function: 'sizes:text', args: [3000]}\n",
-        file="small-limit.yaml",
+        settings_update={"output_inline_limit_bytes": 1024},
     )
-    execution_id = f"small-limit-{uuid.uuid4().hex}"
-    store = DatabasePayloadStore(limited.database_url)
-    reader = with_payload_store(client, limited, store)
-    async with build_worker(client, limited):
-        await start_execution(
-            reader,
-            workflow_name=definition.name,
-            execution_id=execution_id,
-            task_queue=limited.temporal_task_queue,
-            run_input=RunInput(definition=definition.model_dump(mode="json"), revision=1),
-        )
-        await reader.get_workflow_handle(execution_id).result()
-        state = await describe_execution(reader, execution_id)
-        history = await reader.get_workflow_handle(execution_id).fetch_history()
-    await store.close()
-    assert state["tasks"][0]["output"] == "x" * 3000
+    assert outcome.failure is None
+    assert outcome.task("t")["output"] == "x" * 3000
+    history = await outcome.handle.fetch_history()
     completed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
     assert completed[0].activity_task_completed_event_attributes.result.payloads[0].ByteSize() < 1024
     stored = await _stored(settings.database_url)  # the output, and the status answer that carries it

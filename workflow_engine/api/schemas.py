@@ -186,6 +186,8 @@ class Problem(BaseModel):
 
 # An idempotency key (`execution_id` or `Idempotency-Key`) becomes the Temporal workflow id as is.
 # It starts with a letter or digit so that `.` and `..` (which clients fold in URLs) are never ids.
+# Numbers that reach the database (revisions, offsets) stay within every backend's INTEGER: a larger one is a 422.
+DB_INT_MAX = 2**31 - 1
 EXECUTION_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 EXECUTION_KEY_MAX = 200
 
@@ -200,7 +202,9 @@ class ExecuteRunRequest(ExecuteRequest):
         pattern=EXECUTION_KEY_PATTERN,
         description="Idempotency key, used as the execution id: a repeat returns the existing run.",
     )
-    revision: int | None = Field(None, ge=1, description="Run this registered revision instead of the current one.")
+    revision: int | None = Field(
+        None, ge=1, le=DB_INT_MAX, description="Run this registered revision instead of the current one."
+    )
 
 
 class RetryResponse(ExecuteResponse):

@@ -15,6 +15,15 @@ DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=1
 LOCAL_ACTIVITY_TYPES = ("log",)
 
 
+def activity_queue(base: str, activity_type: str) -> str:
+    """Return the task queue where remote activities of one kind run unless a task names its own queue.
+
+    One queue per kind, each polled by a worker with its own limit (WORKER_ACTIVITY_CONCURRENCY), so a
+    kind that is slow or busy never takes the slots of another.
+    """
+    return f"{base}/{activity_type}"
+
+
 @dataclass(frozen=True)
 class ActivityOptions:
     """Keyword arguments for `workflow.execute_activity`."""

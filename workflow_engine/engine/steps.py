@@ -13,7 +13,7 @@ from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, r
 from workflow_engine.dsl.expressions import iter_templates, root_names
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
 
-from .options import LOCAL_ACTIVITY_TYPES, ActivityOptions, activity_options
+from .options import LOCAL_ACTIVITY_TYPES, ActivityOptions, activity_options, activity_queue
 from .types import ActivityResult, FanOutBatch, RunInput
 
 SECRETS = frozenset({"secrets"})
@@ -191,7 +191,7 @@ class Steps:
                     start_to_close_timeout=options.start_to_close_timeout,
                     schedule_to_close_timeout=options.schedule_to_close_timeout,
                     heartbeat_timeout=options.heartbeat_timeout, retry_policy=options.retry_policy,
-                    task_queue=options.task_queue,
+                    task_queue=options.task_queue or activity_queue(workflow.info().task_queue, task.activity_type),
                 )  # fmt: skip
         except (ActivityError, ApplicationError) as exc:  # local activity failures arrive unwrapped
             message, attempts = _root_cause(exc)

@@ -14,6 +14,7 @@ from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.registry import register_directory, register_source
 from workflow_engine.api.routes.workflows import load_current, task_summaries
 from workflow_engine.api.schemas import (
+    DB_INT_MAX,
     RegisterRequest,
     RegisterResponse,
     ReloadResponse,
@@ -111,7 +112,7 @@ async def revisions(workflow_id: str, session: SessionDep, _caller: Viewer) -> l
     responses={200: {"content": {"text/plain": {}}}, **_ERRORS},
 )
 async def graph(
-    workflow_id: str, session: SessionDep, _caller: Viewer, revision: int | None = Query(None, ge=1)
+    workflow_id: str, session: SessionDep, _caller: Viewer, revision: int | None = Query(None, ge=1, le=DB_INT_MAX)
 ) -> PlainTextResponse:
     """Return the task DAG as Mermaid text (paste into any Mermaid renderer)."""
     _, current = await load_current(session, workflow_id)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from workflow_engine.api.auth import Viewer
 from workflow_engine.api.deps import SessionDep
-from workflow_engine.api.schemas import TaskSummary, WorkflowDetail, WorkflowList, WorkflowSummary
+from workflow_engine.api.schemas import DB_INT_MAX, TaskSummary, WorkflowDetail, WorkflowList, WorkflowSummary
 from workflow_engine.dsl import WorkflowDefinition, dependencies
 from workflow_engine.errors import NotFoundError
 from workflow_engine.storage import Definition, Revision, repository
@@ -52,7 +52,7 @@ async def list_workflows(
     session: SessionDep,
     _caller: Viewer,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=DB_INT_MAX),
 ) -> WorkflowList:
     """List registered workflows with their current revision."""
     records = await repository.list_definitions(session=session, limit=limit, offset=offset)
