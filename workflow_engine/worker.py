@@ -89,10 +89,12 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     """Return a worker for the interpreter workflow and every activity, with one worker per remote activity kind.
 
     The main worker polls `task_queue` (default TEMPORAL_TASK_QUEUE) for workflow tasks, local activities
-    (`log`, the approval audit) and activities a task routes there with `task_queue`. Each remote kind
-    (`python`, `http_request`, `shell`, every plugin) also has its own worker on `<queue>/<kind>`, where the
-    interpreter sends it by default, with its own limit from WORKER_ACTIVITY_CONCURRENCY. Its client stores
-    payloads over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
+    (`log`, the approval audit) and every remote activity of kinds without a limit of their own (on the
+    workflow's queue, Temporal hands them out eagerly with the workflow task). Each remote kind (`python`,
+    `http_request`, `shell`, every plugin) also has a worker on `<queue>/<kind>`, with the kind's limit from
+    WORKER_ACTIVITY_CONCURRENCY; runs started while that setting named the kind send its activities there.
+    Every kind is polled, so a run routed by an API with other limits still runs. The client stores payloads
+    over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
 
     Raises:
         ValueError: WORKER_ACTIVITY_CONCURRENCY names an activity type no worker has.

@@ -71,6 +71,7 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
                     revision=1,
                     params=resolve_params(definition, params or {}),
                     fan_out_batch=fan_out_batch or settings.fan_out_batch_size,
+                    kind_queues=sorted(own.activity_concurrency),
                 ),
                 execution_timeout=definition.timeout,
             )

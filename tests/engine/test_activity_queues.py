@@ -113,3 +113,17 @@ def test_malformed_limits_are_a_settings_error(value: str) -> None:
 def test_limits_are_parsed_per_kind() -> None:
     settings = Settings(_env_file=None, worker_activity_concurrency=" shell=2, http_request=50 ,")
     assert settings.activity_concurrency == {"shell": 2, "http_request": 50}
+
+
+async def test_kinds_without_a_limit_stay_on_the_runs_queue(run_yaml: Runner, workflows_dir: Path) -> None:
+    (workflows_dir / "helpers.py").write_text(HELPERS)
+    outcome = await run_yaml(
+        "name: plain\ntasks:\n  - id: t\n    activity_type: python\n"
+        "    config: {function: 'helpers:stamp', args: [1, 0]}\n",
+        settings_update={"worker_activity_concurrency": "shell=2"},
+    )
+    assert outcome.failure is None, outcome.failure
+    history = await outcome.handle.fetch_history()
+    scheduled = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    base = (await outcome.handle.describe()).task_queue
+    assert [e.activity_task_scheduled_event_attributes.task_queue.name for e in scheduled] == [base]

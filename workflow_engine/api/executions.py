@@ -153,6 +153,7 @@ async def start_run(
             started_by=user,
             children=children,
             fan_out_batch=settings.fan_out_batch_size,
+            kind_queues=sorted(settings.activity_concurrency),
         ),
         execution_timeout=definition.timeout,
         reuse_existing=key is not None,

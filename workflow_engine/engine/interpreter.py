@@ -235,7 +235,7 @@ class Interpreter(Steps):
         workflow.continue_as_new(
             RunInput(definition=run_input.definition, revision=run_input.revision, params=run_input.params,
                      started_by=run_input.started_by, children=run_input.children, resume=resume,
-                     fan_out_batch=run_input.fan_out_batch)
+                     fan_out_batch=run_input.fan_out_batch, kind_queues=run_input.kind_queues)
         )  # fmt: skip
 
     async def _run_task(self, task: Task) -> None:

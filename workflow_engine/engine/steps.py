@@ -129,6 +129,7 @@ class Steps:
                 run_input = RunInput(
                     definition=self.run_input.definition, revision=self.run_input.revision,
                     started_by=self.run_input.started_by, children=self.run_input.children, fan_out_batch=size,
+                    kind_queues=self.run_input.kind_queues,
                     batch=FanOutBatch(task=task.id, items=chunk, offset=number * size, context=scope),
                 )  # fmt: skip
                 try:
@@ -191,7 +192,7 @@ class Steps:
                     start_to_close_timeout=options.start_to_close_timeout,
                     schedule_to_close_timeout=options.schedule_to_close_timeout,
                     heartbeat_timeout=options.heartbeat_timeout, retry_policy=options.retry_policy,
-                    task_queue=options.task_queue or activity_queue(workflow.info().task_queue, task.activity_type),
+                    task_queue=options.task_queue or self._kind_queue(task.activity_type),
                 )  # fmt: skip
         except (ActivityError, ApplicationError) as exc:  # local activity failures arrive unwrapped
             message, attempts = _root_cause(exc)
@@ -200,6 +201,12 @@ class Steps:
                 attempts = options.retry_policy.maximum_attempts
             raise StepFailed(message, attempts or 1) from None
         return result.output, result.attempt
+
+    def _kind_queue(self, activity_type: str) -> str | None:
+        """Route a kind with its own limit to its queue; others stay on the run's queue (eager dispatch)."""
+        if activity_type in self.run_input.kind_queues:
+            return activity_queue(workflow.info().task_queue, activity_type)
+        return None
 
     async def _child(self, task: WorkflowTask, scope: dict[str, Any], index: int | None) -> tuple[Any, int]:
         name = task.config.workflow
@@ -220,7 +227,7 @@ class Steps:
                 name,
                 RunInput(definition=child.definition, revision=child.revision, params=params,
                          started_by=self.run_input.started_by, children=self.run_input.children,
-                         fan_out_batch=self.run_input.fan_out_batch),
+                         fan_out_batch=self.run_input.fan_out_batch, kind_queues=self.run_input.kind_queues),
                 id=child_id, task_queue=info.task_queue, execution_timeout=timeout,
                 static_summary=task.display_name,
             )  # fmt: skip

@@ -54,8 +54,10 @@ class RunInput:
     children: dict[str, ChildDefinition] = field(default_factory=dict)
     resume: dict[str, Any] | None = None
     batch: FanOutBatch | None = None
-    # pinned with the run, like the definition: changing the setting never changes a running execution's commands
+    # pinned with the run, like the definition: changing a setting never changes a running execution's commands
     fan_out_batch: int = FAN_OUT_BATCH
+    # activity kinds with a limit of their own (WORKER_ACTIVITY_CONCURRENCY): they run from `<queue>/<kind>`
+    kind_queues: list[str] = field(default_factory=list)
 
 
 @dataclass
