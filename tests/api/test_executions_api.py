@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from workflow_engine.api import create_app
@@ -20,7 +21,7 @@ from workflow_engine.errors import ValidationFailedError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import upgrade_database
 
-from .conftest import TOKENS, _copy_examples
+from .conftest import TOKENS, _copy_examples, _serve
 
 Json = dict[str, Any]
 
@@ -521,3 +522,23 @@ async def test_a_large_output_is_returned_whole_by_the_api(api: httpx.AsyncClien
     report = next(task for task in detail["tasks"] if task["id"] == "report")
     rows = report["output"]["rows"]
     assert len(rows) == 6000 and rows[-1] == {"id": 5999, "label": "row 005999", "padding": "." * 80}
+
+
+# --- activity kinds with limits of their own ------------------------------------------------------------------
+
+
+async def test_runs_started_by_the_api_send_limited_kinds_to_their_own_queue(
+    client: Client, settings: Settings, workflows_dir: Path
+) -> None:
+    _copy_examples(workflows_dir)
+    limited = settings.model_copy(update={"worker_activity_concurrency": "python=3"})
+    async for api in _serve(client, limited):
+        run = await _execute(api, "hello", {"parameters": {"who": "Ada"}}, params={"wait": "true"}, expect=200)
+        assert run["status"] == "completed"
+    history = await client.get_workflow_handle(run["execution_id"]).fetch_history()
+    queues = [
+        e.activity_task_scheduled_event_attributes.task_queue.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert queues and set(queues) == {f"{limited.temporal_task_queue}/python"}
