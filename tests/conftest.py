@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.engine.types import SEARCH_ATTRIBUTES
 from workflow_engine.settings import Settings
-from workflow_engine.storage import upgrade_database
+from workflow_engine.storage import StoredPayload, create_engine, session_factory, upgrade_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +109,13 @@ async def settings(
         workflows_dir=workflows_dir,
         database_url=sqlite_url,
     )
+
+
+async def stored_payloads(database_url: str) -> list[StoredPayload]:
+    """Return the rows of the large-payload table, smallest first."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return list(await session.scalars(select(StoredPayload).order_by(StoredPayload.size)))
+    finally:
+        await engine.dispose()

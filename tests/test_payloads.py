@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import StorageDriverClaim, StorageDriverRetrieveContext, StorageDriverStoreContext
 from temporalio.converter import StorageDriverWorkflowInfo as Target
 
+from tests.conftest import stored_payloads
 from workflow_engine.payloads import DatabasePayloadStore, PayloadMissingError
-from workflow_engine.storage import StoredPayload, create_engine, session_factory, upgrade_database
-
-BIG = 400 * 1024  # over the default OUTPUT_INLINE_LIMIT_BYTES (256 KiB)
-
-MODULE = """
-def text(n):
-    return "x" * n
-
-
-def rows(n):
-    return [{"id": i, "label": f"row {i:06d}"} for i in range(n)]
-"""
+from workflow_engine.storage import upgrade_database
 
 
 def _payload(data: bytes) -> Payload:
     return Payload(metadata={"encoding": b"json/plain"}, data=data)
-
-
-async def _stored(database_url: str) -> list[StoredPayload]:
-    engine = create_engine(database_url)
-    try:
-        async with session_factory(engine)() as session:
-            return list(await session.scalars(select(StoredPayload).order_by(StoredPayload.size)))
-    finally:
-        await engine.dispose()
 
 
 async def test_the_store_keeps_each_content_once_and_gives_it_back(database_url: str) -> None:
@@ -47,7 +27,7 @@ async def test_the_store_keeps_each_content_once_and_gives_it_back(database_url:
         assert claims[0] == claims[2] == again[0] != claims[1]
         back = await store.retrieve(StorageDriverRetrieveContext(), [claims[1], claims[0]])
         assert back == [other, big]
-        rows = await _stored(database_url)
+        rows = await stored_payloads(database_url)
         assert [(row.size, row.workflow_id) for row in rows] == [
             (len(other.SerializeToString()), "run-1"),
             (len(big.SerializeToString()), "run-1"),

@@ -87,3 +87,13 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
     async with build_worker(client, settings):
         yield run
     await store.close()
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """Return how many intervals overlapped at most (an end at the same instant as a start does not overlap)."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 
-from .conftest import Runner
+from .conftest import Runner, max_overlap
 
 HELPERS = """
 import asyncio
@@ -27,16 +27,6 @@ async def stamp(value, delay):
 """
 
 STAMP = "import sys, time; s = time.time(); time.sleep(float(sys.argv[1])); print(s, time.time())"
-
-
-def _peak(intervals: list[tuple[float, float]]) -> int:
-    """Return how many intervals overlapped at most."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 async def test_each_kind_has_its_own_limit(run_yaml: Runner, workflows_dir: Path) -> None:
@@ -62,8 +52,8 @@ tasks:
     commands = [
         (float(start), float(end)) for start, end in (o["stdout"].split() for o in outcome.task("commands")["output"])
     ]
-    assert _peak(calls) == 1  # python=1: one call at a time, although the fan-out has no max_parallel
-    assert _peak(commands) == 3  # shell=3, in the same run and at the same time
+    assert max_overlap(calls) == 1  # python=1: one call at a time, although the fan-out has no max_parallel
+    assert max_overlap(commands) == 3  # shell=3, in the same run and at the same time
     history = await outcome.handle.fetch_history()
     scheduled = [
         e.activity_task_scheduled_event_attributes

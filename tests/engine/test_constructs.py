@@ -33,7 +33,7 @@ from workflow_engine.engine.types import SA_REVISION, SA_WORKFLOW_NAME, SEARCH_A
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 
-from .conftest import Outcome, Runner
+from .conftest import Outcome, Runner, max_overlap
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
@@ -159,16 +159,6 @@ async def _events(handle: WorkflowHandle[Any, Any], kind: EventType.ValueType) -
 
 def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
-
-
-def _max_concurrency(intervals: list[tuple[float, float]]) -> int:
-    """Return how many intervals overlapped at most (an end at the same instant as a start does not overlap)."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 # --- set, sleep, when ---------------------------------------------------------------------------------------
@@ -351,7 +341,7 @@ tasks:
     )
     assert outcome.failure is None
     stamps = [outcome.task(t)["output"] for t in ("x", "y", "z")]
-    assert _max_concurrency([(s["start"], s["end"]) for s in stamps]) == 1
+    assert max_overlap([(s["start"], s["end"]) for s in stamps]) == 1
     assert [s["value"] for s in sorted(stamps, key=lambda s: s["start"])] == ["x", "y", "z"]  # definition order
 
 
@@ -400,7 +390,7 @@ tasks:
     assert outcome.failure is None
     stamps = outcome.task("fan")["output"]
     assert [s["value"] for s in stamps] == [1, 2, 3, 4, 5, 6]
-    assert _max_concurrency([(s["start"], s["end"]) for s in stamps]) == 2
+    assert max_overlap([(s["start"], s["end"]) for s in stamps]) == 2
 
 
 WIDE = """

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
+from tests.conftest import stored_payloads
 from workflow_engine.settings import Settings
-from workflow_engine.storage import StoredPayload, create_engine, session_factory
 
 from .conftest import Runner
 
@@ -22,15 +21,6 @@ def text(n):
 def rows(n):
     return [{"id": i, "label": f"row {i:06d}"} for i in range(n)]
 """
-
-
-async def _stored(database_url: str) -> list[StoredPayload]:
-    engine = create_engine(database_url)
-    try:
-        async with session_factory(engine)() as session:
-            return list(await session.scalars(select(StoredPayload).order_by(StoredPayload.size)))
-    finally:
-        await engine.dispose()
 
 
 async def test_a_large_output_is_stored_by_reference_and_read_by_expressions(
@@ -73,7 +63,7 @@ output: "${{{{ tasks.measure.output }}}}"
     sizes = sorted(p.ByteSize() for p in results)
     assert len(results) == 3 and max(sizes) < 2048  # history holds references, not the 400 KiB
     assert [p.data for p in results if b"xxxxxxxxxx" in p.data]  # the small output stays inline
-    stored = await _stored(settings.database_url)
+    stored = await stored_payloads(settings.database_url)
     assert len(stored) >= 2 and all(row.size >= settings.output_inline_limit_bytes for row in stored)
     assert {row.workflow_id for row in stored} == {outcome.handle.id}
 
@@ -90,5 +80,5 @@ async def test_the_limit_is_a_setting(run_yaml: Runner, workflows_dir: Path, set
     history = await outcome.handle.fetch_history()
     completed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
     assert completed[0].activity_task_completed_event_attributes.result.payloads[0].ByteSize() < 1024
-    stored = await _stored(settings.database_url)  # the output, and the status answer that carries it
+    stored = await stored_payloads(settings.database_url)  # the output, and the status answer that carries it
     assert stored and all(row.size > 3000 for row in stored)
