@@ -58,3 +58,10 @@ class ForbiddenError(EngineError):
 
     code = "forbidden"
     status_code = 403
+
+
+class GoneError(EngineError):
+    """Data that existed and is no longer available (e.g. a stored payload deleted from the database)."""
+
+    code = "gone"
+    status_code = 410

@@ -26,6 +26,7 @@ from temporalio.converter import (
     StorageDriverStoreContext,
 )
 
+from workflow_engine.errors import GoneError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import create_engine, repository, session_factory
 
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 DRIVER_NAME = "wfe-database"
 
 
-class PayloadMissingError(LookupError):
+class PayloadMissingError(GoneError):
     """A reference points at a payload the database does not hold (another DATABASE_URL, or deleted)."""
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import delete
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from tests.conftest import stored_payloads
+from workflow_engine.engine import describe_execution
+from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.settings import Settings
+from workflow_engine.storage import StoredPayload, create_engine
 
 from .conftest import Runner
 
@@ -82,3 +87,25 @@ async def test_the_limit_is_a_setting(run_yaml: Runner, workflows_dir: Path, set
     assert completed[0].activity_task_completed_event_attributes.result.payloads[0].ByteSize() < 1024
     stored = await stored_payloads(settings.database_url)  # the output, and the status answer that carries it
     assert stored and all(row.size > 3000 for row in stored)
+
+
+async def test_a_payload_missing_from_the_database_is_reported_not_a_crash(
+    run_yaml: Runner, client: Client, workflows_dir: Path, settings: Settings
+) -> None:
+    (workflows_dir / "sizes.py").write_text(MODULE)
+    outcome = await run_yaml(
+        f"name: gone\ntasks:\n  - id: big\n    activity_type: python\n"
+        f"    config: {{function: 'sizes:text', args: [{BIG}]}}\noutput: '${{{{ tasks.big.output }}}}'\n"
+    )
+    assert outcome.failure is None and outcome.result == "x" * BIG
+    engine = create_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.execute(delete(StoredPayload))
+    await engine.dispose()
+    store = DatabasePayloadStore(settings.database_url)
+    try:
+        state = await describe_execution(with_payload_store(client, settings, store), outcome.handle.id)
+    finally:
+        await store.close()
+    assert state["status"] == "completed" and state["output"] is None
+    assert "not found in the database" in state["error"]

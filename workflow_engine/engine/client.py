@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflow_engine.errors import (
     ConflictError,
     EngineError,
+    GoneError,
     NotFoundError,
     UnavailableError,
     ValidationFailedError,
@@ -260,6 +261,8 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
         error = getattr(cause, "message", None) or str(cause)
     except RPCError as exc:
         raise temporal_error(client, exc, execution_id) from None
+    except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
+        error = f"the output is no longer available: {exc.message}"
     return {
         "execution_id": execution_id,
         "workflow_type": description.workflow_type,
@@ -284,7 +287,7 @@ async def wait_closed(client: Client, execution_id: str, seconds: float) -> bool
         await asyncio.wait_for(handle.result(), seconds)
     except TimeoutError:
         return False
-    except WorkflowFailureError:  # failed, cancelled, terminated and timed out runs are closed too
+    except (WorkflowFailureError, GoneError):  # failed, cancelled, terminated, timed out, or an unreadable result
         return True
     except RPCError as exc:
         raise temporal_error(client, exc, execution_id) from None
