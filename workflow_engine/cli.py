@@ -1,4 +1,4 @@
-"""Command line: `python -m workflow_engine api|worker|migrate|dev|validate`."""
+"""Command line: `python -m workflow_engine COMMAND` (api, worker, migrate, prune-payloads, dev, validate, run, ...)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,48 @@ def migrate() -> None:
 
     _configure_logging()
     asyncio.run(upgrade_database(get_settings().database_url))
+
+
+@app.command("prune-payloads")
+def prune_payloads(
+    older_than: Annotated[
+        str, typer.Option(help="Only payloads stored longer ago than this (30m, 12h, 7d, PT1H).")
+    ] = "1d",
+    dry_run: Annotated[bool, typer.Option(help="Report what would be deleted; delete nothing.")] = False,
+) -> None:
+    """Delete large payloads stored by reference for runs Temporal no longer has (removed by retention)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from workflow_engine.dsl.model import Duration
+    from workflow_engine.engine import connect
+    from workflow_engine.errors import EngineError
+    from workflow_engine.payloads import prune_payloads as prune
+    from workflow_engine.storage import create_engine, session_factory
+
+    try:
+        age = TypeAdapter(Duration).validate_python(older_than)
+    except ValidationError as exc:
+        console.print(f"[red]--older-than: {exc.errors()[0]['msg']}[/]")
+        raise typer.Exit(2) from None
+    settings = get_settings()
+
+    async def _main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            report = await prune(await connect(settings), session_factory(engine), older_than=age, dry_run=dry_run)
+        finally:
+            await engine.dispose()
+        verb = "would delete" if dry_run else "deleted"
+        console.print(
+            f"checked {report.runs_checked} run(s) with payloads older than {older_than}; "
+            f"{len(report.runs_gone)} no longer in Temporal; {verb} {report.deleted} payload(s)"
+        )
+
+    try:
+        asyncio.run(_main())
+    except EngineError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,9 +28,11 @@ from temporalio.converter import (
     StorageDriverStoreContext,
 )
 
-from workflow_engine.errors import GoneError
+from workflow_engine.engine.client import execution_status
+from workflow_engine.errors import GoneError, NotFoundError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import create_engine, repository, session_factory
+from workflow_engine.storage.models import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +43,17 @@ class PayloadMissingError(GoneError):
     """A reference points at a payload the database does not hold (another DATABASE_URL, or deleted)."""
 
 
+def payload_key(data: bytes, workflow_id: str | None) -> str:
+    """Return the key of a serialized payload stored for a run: the same bytes in two runs make two rows.
+
+    Keys per run (not per content alone) let `prune_payloads` delete one run's rows without breaking
+    another run that stored the same bytes; a retried store within a run still finds its row.
+    """
+    return hashlib.sha256(f"{workflow_id or ''}\0".encode() + data).hexdigest()
+
+
 class DatabasePayloadStore(StorageDriver):
-    """Stores payloads in the `stored_payload` table, keyed by the sha256 of the serialized payload."""
+    """Stores payloads in the `stored_payload` table, keyed per run by the sha256 of the serialized payload."""
 
     def __init__(self, database_url: str) -> None:
         """Remember the database URL; connect on first use (most processes never store anything)."""
@@ -64,14 +77,14 @@ class DatabasePayloadStore(StorageDriver):
 
     async def store(self, context: StorageDriverStoreContext, payloads: Sequence[Payload]) -> list[StorageDriverClaim]:
         """Store each payload once (same content, same key) and return claims naming their keys."""
+        workflow_id = getattr(context.target, "id", None) if context.target is not None else None
         blobs = {}
         keys = []
         for payload in payloads:
             data = payload.SerializeToString(deterministic=True)
-            key = hashlib.sha256(data).hexdigest()
+            key = payload_key(data, workflow_id)
             blobs[key] = data
             keys.append(key)
-        workflow_id = getattr(context.target, "id", None) if context.target is not None else None
         async with self._factory()() as session:
             try:
                 await repository.add_payloads(session=session, payloads=blobs, workflow_id=workflow_id)
@@ -119,3 +132,42 @@ def with_payload_store(client: Client, settings: Settings, store: DatabasePayloa
     config = client.config()
     config["data_converter"] = dataclasses.replace(converter, external_storage=storage)
     return Client(**config)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What `prune_payloads` found: runs whose payloads were (or would be) deleted, and how many rows."""
+
+    runs_checked: int
+    runs_gone: list[str | None]
+    deleted: int
+
+
+async def prune_payloads(
+    client: Client, sessions: async_sessionmaker[AsyncSession], *, older_than: timedelta, dry_run: bool = False
+) -> PruneReport:
+    """Delete stored payloads older than `older_than` whose run Temporal no longer has (retention removed it).
+
+    A run that still exists keeps every payload, however old: its status and result replay from them.
+    Rows with no run recorded are deleted once older than `older_than`.
+    """
+    cutoff = utcnow() - older_than
+    async with sessions() as session:
+        owners = await repository.payload_owners(session=session, created_before=cutoff)
+    gone: list[str | None] = []
+    for owner in owners:
+        if owner is None:
+            gone.append(owner)
+            continue
+        try:
+            await execution_status(client, owner)
+        except NotFoundError:
+            gone.append(owner)
+    deleted = 0
+    async with sessions() as session:
+        for start in range(0, len(gone), 500):
+            deleted += await repository.delete_payloads(
+                session=session, owners=gone[start : start + 500], created_before=cutoff
+            )
+        await (session.rollback() if dry_run else session.commit())
+    return PruneReport(runs_checked=len(owners), runs_gone=gone, deleted=deleted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import ApprovalRecord, Definition, Execution, Revision, StoredPayload, utcnow
@@ -184,3 +184,19 @@ async def get_payloads(*, session: AsyncSession, keys: list[str]) -> dict[str, b
     """Return the stored payloads among `keys`, by key (missing keys are absent)."""
     rows = await session.execute(select(StoredPayload.key, StoredPayload.data).where(StoredPayload.key.in_(keys)))
     return {row.key: row.data for row in rows}
+
+
+async def payload_owners(*, session: AsyncSession, created_before: datetime) -> list[str | None]:
+    """Return the runs (None: no run recorded) that stored payloads before a moment."""
+    query = select(StoredPayload.workflow_id).where(StoredPayload.created_at < created_before).distinct()
+    return sorted(await session.scalars(query), key=lambda owner: owner or "")
+
+
+async def delete_payloads(*, session: AsyncSession, owners: list[str | None], created_before: datetime) -> int:
+    """Delete the payloads these runs (None: no run recorded) stored before a moment; return how many."""
+    named = [owner for owner in owners if owner is not None]
+    condition: ColumnElement[bool] = StoredPayload.workflow_id.in_(named)
+    if None in owners:
+        condition = or_(condition, StoredPayload.workflow_id.is_(None))
+    result = await session.execute(delete(StoredPayload).where(StoredPayload.created_at < created_before, condition))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
