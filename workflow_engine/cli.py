@@ -20,6 +20,20 @@ app = typer.Typer(help="workflow-engine: durable YAML workflows on Temporal.", n
 console = Console()
 
 
+@app.callback()
+def _check_settings() -> None:
+    """Refuse to start with invalid settings, naming each bad variable (no traceback)."""
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            console.print(f"[red]setting {name}: {error['msg']}[/]")
+        raise typer.Exit(2) from None
+
+
 def _configure_logging() -> None:
     logging.basicConfig(
         level=get_settings().log_level.upper(),
@@ -53,7 +67,9 @@ def api() -> None:
 @app.command()
 def worker() -> None:
     """Run a Temporal worker hosting the interpreter workflow and the built-in activities."""
-    from workflow_engine.worker import run_worker
+    from workflow_engine.errors import EngineError
+    from workflow_engine.plugins import PluginError
+    from workflow_engine.worker import WorkerConfigError, run_worker
 
     _configure_logging()
 
@@ -64,8 +80,12 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(get_settings(), stop)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_main())
+    except (PluginError, WorkerConfigError, EngineError) as exc:
+        console.print(f"[red]worker: {getattr(exc, 'message', exc)}[/]")
+        raise typer.Exit(2) from None
 
 
 @app.command()

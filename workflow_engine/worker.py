@@ -56,6 +56,10 @@ PASSTHROUGH_MODULES = _passthrough_modules()
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
+class WorkerConfigError(ValueError):
+    """Settings the worker cannot run with (named in the message)."""
+
+
 class EngineWorker(Worker):
     """The interpreter's worker: runs one worker per activity kind beside it, and closes connections when it stops."""
 
@@ -97,7 +101,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
 
     Raises:
-        ValueError: WORKER_ACTIVITY_CONCURRENCY names an activity type no worker has.
+        WorkerConfigError: WORKER_ACTIVITY_CONCURRENCY names an activity type no worker has.
+        PluginError: A plugin cannot be loaded.
     """
     queue = task_queue or settings.temporal_task_queue
     audit, payloads = AuditActivities(settings), DatabasePayloadStore(settings.database_url)
@@ -111,7 +116,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     limits = settings.activity_concurrency
     unknown = sorted(set(limits) - set(remote))
     if unknown:
-        raise ValueError(
+        raise WorkerConfigError(
             f"WORKER_ACTIVITY_CONCURRENCY names {', '.join(map(repr, unknown))}, which is not a remote activity type "
             f"(known: {', '.join(remote)})"
         )

@@ -11,7 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from workflow_engine.settings import Settings
-from workflow_engine.worker import build_worker
+from workflow_engine.worker import WorkerConfigError, build_worker
 
 from .conftest import Runner, max_overlap
 
@@ -90,7 +90,7 @@ tasks:
 
 def test_a_limit_for_an_unknown_kind_is_refused_at_worker_start(client: Client, settings: Settings) -> None:
     wrong = settings.model_copy(update={"worker_activity_concurrency": "python=2,sheel=1"})
-    with pytest.raises(ValueError, match="'sheel', which is not a remote activity type"):
+    with pytest.raises(WorkerConfigError, match="'sheel', which is not a remote activity type"):
         build_worker(client, wrong)
 
 
