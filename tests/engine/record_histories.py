@@ -34,6 +34,8 @@ from workflow_engine.storage import upgrade_database
 from workflow_engine.worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
+# More events than any scenario but `continue_as_new` makes (the largest has 30).
+CONTINUE_AS_NEW_AFTER = 40
 TASK_QUEUE = "wfe-replay"
 IDENTITY = "wfe-recorder"
 
@@ -85,12 +87,13 @@ class Scenario:
     """One recorded run: its YAML, params, pinned children, how it is driven and how it must end."""
 
     yaml: str
-    ends: str  # the history's last event: "completed" or "failed"
+    ends: str  # the history's last event: "completed", "failed" or "continued" (as new)
     params: dict[str, Any] = field(default_factory=dict)
     children: tuple[str, ...] = ()
     drive: Callable[[Handle], Awaitable[None]] | None = None
     fan_out_batch: int = FAN_OUT_BATCH
     history_of: str = ""  # record this descendant of the run (a workflow id suffix) instead of the run itself
+    first_run: bool = False  # record the run's first run (it continued as new) instead of its last
 
     def workflow_id(self, name: str) -> str:
         """Return the id of the workflow whose history is recorded for scenario `name`."""
@@ -273,6 +276,18 @@ tasks:
 """,
         "completed",
     ),
+    # the recorder's server suggests continue-as-new after CONTINUE_AS_NEW_AFTER events: the first run stops
+    # at a quiet point between two tasks and hands task states to the next run
+    "continue_as_new": Scenario(
+        "name: replay-long\ntasks:\n"
+        + "".join(
+            f"  - id: t{i}\n    activity_type: python\n    config: {{function: 'helpers:add', args: [{i}, 1]}}\n"
+            for i in range(10)
+        )
+        + "output: '${{ tasks.t9.output }}'\n",
+        "continued",
+        first_run=True,
+    ),
 }
 
 # Values that depend on the machine or the SDK build, not on the workflow; replay ignores them.
@@ -311,13 +326,15 @@ async def record(client: Client, settings: Settings, name: str, scenario: Scenar
         ),
     )
     handle = client.get_workflow_handle(execution_id)
+    first_run_id = (await handle.describe()).run_id  # nothing continues as new within milliseconds of the start
     if scenario.drive is not None:
         await scenario.drive(handle)
     try:
         await handle.result()
     except WorkflowFailureError:
         pass
-    history = await client.get_workflow_handle(scenario.workflow_id(name)).fetch_history()
+    run_id = first_run_id if scenario.first_run else None
+    history = await client.get_workflow_handle(scenario.workflow_id(name), run_id=run_id).fetch_history()
     return scrub(json.loads(history.to_json()))  # type: ignore[no-any-return]
 
 
@@ -332,6 +349,10 @@ async def main(names: list[str]) -> None:
         dev_server_log_level="error",
         search_attributes=SEARCH_ATTRIBUTES,
         identity=IDENTITY,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={CONTINUE_AS_NEW_AFTER}",
+        ],
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 
 `tests/engine/histories/` holds one real run per construct (sequential, DAG, for_each, for_each in batch
 children and one such child, set, sleep, approval approved and rejected, on_failure, child workflow,
-continue_on_error). Each is replayed with the sandboxed
+continue_on_error, and the first run of one that continued as new). Each is replayed with the sandboxed
 runner the worker uses; a change to the interpreter that would break executions already in flight (a
 different command sequence for the same history) makes its replay fail.
 
@@ -31,6 +31,7 @@ from .record_histories import HISTORIES, SCENARIOS
 _ENDINGS = {
     "completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
     "failed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    "continued": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
 }
 
 
