@@ -26,6 +26,7 @@ from temporalio.converter import (
     StorageDriverClaim,
     StorageDriverRetrieveContext,
     StorageDriverStoreContext,
+    StorageDriverWorkflowInfo,
 )
 
 from workflow_engine.engine.client import execution_status
@@ -76,8 +77,9 @@ class DatabasePayloadStore(StorageDriver):
         return self._sessions
 
     async def store(self, context: StorageDriverStoreContext, payloads: Sequence[Payload]) -> list[StorageDriverClaim]:
-        """Store each payload once (same content, same key) and return claims naming their keys."""
-        workflow_id = getattr(context.target, "id", None) if context.target is not None else None
+        """Store each payload once per run (same run and content, same key) and return claims naming their keys."""
+        # the run the payload belongs to (for an activity's result, the workflow that scheduled it)
+        workflow_id = context.target.id if isinstance(context.target, StorageDriverWorkflowInfo) else None
         blobs = {}
         keys = []
         for payload in payloads:
@@ -91,7 +93,7 @@ class DatabasePayloadStore(StorageDriver):
                 await session.commit()
             except IntegrityError:  # a concurrent store of the same content won the race: it is stored
                 await session.rollback()
-        logger.info("stored %d large payload(s) by reference (%d bytes)", len(blobs), sum(map(len, blobs.values())))
+        logger.debug("stored %d large payload(s) by reference (%d bytes)", len(blobs), sum(map(len, blobs.values())))
         return [StorageDriverClaim(claim_data={"key": key}) for key in keys]
 
     async def retrieve(
