@@ -27,6 +27,17 @@ class Outcome:
     failure: WorkflowFailureError | None
     state: dict[str, Any]
 
+    @classmethod
+    async def of(cls, client: Client, handle: WorkflowHandle[Any, Any]) -> Outcome:
+        """Wait for a run to close and collect its result (or failure) and its final state."""
+        result: Any = None
+        failure = None
+        try:
+            result = await handle.result()
+        except WorkflowFailureError as exc:
+            failure = exc
+        return cls(handle, result, failure, await describe_execution(client, handle.id))
+
     def task(self, task_id: str) -> dict[str, Any]:
         """Return the final state of one task."""
         return next(t for t in self.state["tasks"] if t["id"] == task_id)
@@ -75,14 +86,7 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
                 ),
                 execution_timeout=definition.timeout,
             )
-            handle = reader.get_workflow_handle(execution_id)
-            result: Any = None
-            failure = None
-            try:
-                result = await handle.result()
-            except WorkflowFailureError as exc:
-                failure = exc
-            return Outcome(handle, result, failure, await describe_execution(reader, execution_id))
+            return await Outcome.of(reader, reader.get_workflow_handle(execution_id))
 
     async with build_worker(client, settings):
         yield run

@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine import RunInput, describe_execution, start_execution
+from workflow_engine.engine import RunInput, start_execution
 from workflow_engine.engine.types import SA_REVISION, SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, ChildDefinition
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
@@ -143,13 +143,7 @@ async def _execute(client: Client, task_queue: str, text: str, params: dict[str,
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
         definition.name, run_input, id=execution_id, task_queue=task_queue, execution_timeout=definition.timeout
     )
-    result: Any = None
-    failure = None
-    try:
-        result = await handle.result()
-    except WorkflowFailureError as exc:
-        failure = exc
-    return Outcome(handle, result, failure, await describe_execution(client, execution_id))
+    return await Outcome.of(client, handle)
 
 
 async def _events(handle: WorkflowHandle[Any, Any], kind: EventType.ValueType) -> list[HistoryEvent]:
@@ -625,14 +619,7 @@ async def _run_parent(client: Client, settings: Settings, text: str, children: l
                 children=pinned,
             ),
         )
-        handle = client.get_workflow_handle(execution_id)
-        result: Any = None
-        failure = None
-        try:
-            result = await handle.result()
-        except WorkflowFailureError as exc:
-            failure = exc
-        return Outcome(handle, result, failure, await describe_execution(client, execution_id))
+        return await Outcome.of(client, client.get_workflow_handle(execution_id))
 
 
 async def test_child_workflow_output_becomes_the_task_output(client: Client, settings: Settings) -> None:

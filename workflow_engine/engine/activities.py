@@ -89,7 +89,3 @@ class BuiltinActivities:
     def _import(self, module_name: str) -> ModuleType:
         """Import from the workflows directory first, then from installed packages."""
         return import_user_module(self.workflows_dir, module_name)
-
-    def all(self) -> list[Callable[..., Any]]:
-        """Return every activity to register on a worker."""
-        return [self.log, self.python]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -291,10 +290,6 @@ class HttpActivities:
         headers = {name.lower(): value for name, value in response.headers.items()}
         output = {"status_code": status, "headers": headers, "body": body}
         return ActivityResult(output=output, attempt=activity.info().attempt)
-
-    def all(self) -> list[Callable[..., Any]]:
-        """Return every activity to register on a worker."""
-        return [self.http_request]
 
 
 async def _send(

@@ -8,7 +8,6 @@ import math
 import os
 import shlex
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,7 +278,3 @@ class ShellActivities:
         while not await _exited(process, self.heartbeat_interval):
             elapsed = round(loop.time() - started, 1)
             _heartbeat({"pid": process.pid, "elapsed_s": elapsed, "output_bytes": stdout.size + stderr.size})
-
-    def all(self) -> list[Callable[..., Any]]:
-        """Return every activity to register on a worker."""
-        return [self.shell]
