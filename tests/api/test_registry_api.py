@@ -121,3 +121,47 @@ async def test_revisions_beyond_the_database_integer_range_are_refused(api: http
     run = await api.post("/executions/workflows/hello/execute", json={"revision": 2**63})
     assert (graph.status_code, run.status_code) == (422, 422)
     assert "revision" in graph.text and "revision" in run.text
+
+
+async def _revisions(api: httpx.AsyncClient, workflow_id: str) -> list[tuple[int, bool]]:
+    return [(r["revision"], r["current"]) for r in (await api.get(f"/workflows/{workflow_id}/revisions")).json()]
+
+
+async def test_a_rescan_never_reverts_an_api_registration_but_a_file_edit_is_a_new_change(
+    api: httpx.AsyncClient, workflows_dir: Path
+) -> None:
+    file = workflows_dir / "hello.yaml"
+    original = file.read_text()
+    assert await _revisions(api, "hello") == [(1, True)]
+    through_api = await api.post("/workflows", content=original.replace("Say hello", "Say hi"), headers=YAML)
+    assert (through_api.status_code, through_api.json()["revision"]) == (201, 2)
+    reload = await api.post("/workflows/reload")
+    assert {"workflow_id": "hello", "revision": 1, "created": False} in reload.json()["registered"]
+    file.write_text(original)  # same content, new mtime: the watcher (every 2 s) rescans
+    await asyncio.sleep(2.5)
+    assert await _revisions(api, "hello") == [(2, True), (1, False)]
+    file.write_text(original.replace("Say hello", "Say hey"))
+    for _ in range(50):
+        if len(await _revisions(api, "hello")) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert await _revisions(api, "hello") == [(3, True), (2, False), (1, False)]
+
+
+async def test_concurrent_registrations_reloads_and_deletes_never_answer_5xx(api: httpx.AsyncClient) -> None:
+    contents = [FLOW.replace("one", f"one {index}") for index in range(10)]
+    calls = [api.post("/workflows", content=text, headers=YAML) for text in contents]
+    calls += [api.post("/workflows/reload") for _ in range(5)] + [api.delete("/workflows/api-flow") for _ in range(5)]
+    responses = await asyncio.gather(*calls)
+    statuses = [response.status_code for response in responses]
+    assert set(statuses[:10]) <= {200, 201} and set(statuses[10:15]) == {200}, statuses
+    assert set(statuses[15:]) <= {204, 404}, statuses
+    listed = await api.get("/workflows/api-flow/revisions")  # 404 when a delete came last
+    if listed.status_code == 200:
+        assert len({r["content_hash"] for r in listed.json()}) == len(listed.json())
+        assert sorted(r["revision"] for r in listed.json()) == list(range(1, len(listed.json()) + 1))
+    else:
+        assert listed.status_code == 404
+    again = await api.post("/workflows", content=contents[0], headers=YAML)
+    assert again.status_code in (200, 201)
+    assert (again.json()["revision"], True) in await _revisions(api, "api-flow")

@@ -6,33 +6,89 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+import random
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue, WorkflowDefinition, parse_definition
 from workflow_engine.dsl.model import WorkflowTask
 from workflow_engine.engine.types import ChildDefinition
+from workflow_engine.errors import ConflictError
 from workflow_engine.storage import repository
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+# How often a unit of work is run again after a concurrent writer got in its way, before answering 409.
+ATTEMPTS = 5
+# PostgreSQL: serialization failure, deadlock, lock not available, unique violation.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03", "23505"})
+
 
 @dataclass(frozen=True)
 class Registration:
-    """The outcome of registering one file: the revision it maps to and whether it is new."""
+    """The outcome of registering one definition: the revision its content maps to and what changed."""
 
     workflow_id: str
     revision: int
     created: bool
     source_path: str | None = None
+    # The definition's current revision when it is not `revision` (a later API registration stays current).
+    current_revision: int | None = None
+    # An existing revision became current again (content registered anew after a different one).
+    moved: bool = False
+
+
+class _RetryError(Exception):
+    """A concurrent change (a delete between insert and lock) invalidated this unit of work."""
 
 
 def content_hash(definition: WorkflowDefinition) -> str:
     """Hash the canonical JSON of a definition, so comments and layout do not make revisions."""
     canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _transient(exc: Exception) -> bool:
+    """Tell a concurrent writer getting in the way (worth running again) from a broken request."""
+    if isinstance(exc, _RetryError | IntegrityError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(orig)
+
+
+async def run_transaction(session: AsyncSession, work: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run `work` and commit it as one unit of work, from scratch again when a concurrent writer got in its way.
+
+    Raises:
+        ConflictError: still conflicting after `ATTEMPTS` tries (409, the caller may try again).
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            result = await work()
+            await session.commit()
+            return result
+        except (DBAPIError, _RetryError) as exc:
+            await session.rollback()
+            if not _transient(exc):
+                raise
+            if attempt >= ATTEMPTS:
+                logger.warning("%s: still conflicting after %d attempts: %s", what, attempt, exc)
+                raise ConflictError(f"{what} conflicted with concurrent changes {attempt} times; try again") from None
+            logger.info("%s: attempt %d conflicted (%s); running it again", what, attempt, type(exc).__name__)
+            await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))  # jitter, so racing writers spread out
 
 
 async def register_source(
@@ -42,25 +98,94 @@ async def register_source(
     file: str = "<string>",
     source_path: str | None = None,
     activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
+    taken: Mapping[str, str] | None = None,
+    python_modules: Collection[str] | None = None,
 ) -> Registration:
-    """Parse, validate and store one definition; identical content is a no-op."""
-    definition = parse_definition(text, file=file, activity_types=activity_types)
+    """Parse, validate and store one definition as its own committed unit of work; identical content is a no-op.
+
+    Through the API (no `source_path`) the content always becomes current. From a file (`source_path`), it is a
+    change only when it differs from what that definition was last registered with from a file, so an unchanged
+    file never reverts a later API registration. `taken` maps names other files of the same scan define to
+    those files; such a name is refused. Concurrent registrations of a definition queue on its row lock.
+
+    Raises:
+        DslError: the definition is invalid (or its name is `taken`); nothing is stored.
+        ConflictError: concurrent changes kept getting in the way (409).
+    """
+    definition = parse_definition(text, file=file, activity_types=activity_types, python_modules=python_modules)
+    name = definition.name
+    if taken and name in taken:
+        raise DslError([Issue("name", f"{name!r} is also defined in {taken[name]}", file)])
     digest = content_hash(definition)
-    existing = await repository.find_revision_by_hash(session=session, workflow_id=definition.name, content_hash=digest)
+    unchanged = await _unchanged(session, name, digest, source_path)
+    await session.rollback()  # end the read, so on SQLite the unit of work below starts with its write lock
+    if unchanged is not None:
+        return unchanged
+    result = await run_transaction(
+        session, lambda: _store(session, definition, digest, text, source_path), what=f"registering {name!r}"
+    )
+    if result.created or result.moved:
+        logger.info("%s %s revision %d (from %s)", "registered" if result.created else "made current",
+                    name, result.revision, source_path or "the API")  # fmt: skip
+    return result
+
+
+async def _unchanged(session: AsyncSession, name: str, digest: str, source_path: str | None) -> Registration | None:
+    """Answer a registration that changes nothing from a plain read, without taking the write lock."""
+    record = await repository.get_definition(session=session, workflow_id=name)
+    if record is None:
+        return None
+    revision = await repository.find_revision_by_hash(session=session, workflow_id=name, content_hash=digest)
+    if revision is None:
+        return None
+    if source_path is not None and record.file_hash == digest:
+        current = None if record.current_revision == revision.number else record.current_revision
+        return Registration(name, revision.number, created=False, source_path=source_path, current_revision=current)
+    if source_path is None and record.current_revision == revision.number:
+        return Registration(name, revision.number, created=False)
+    return None
+
+
+async def _store(
+    session: AsyncSession, definition: WorkflowDefinition, digest: str, text: str, source_path: str | None
+) -> Registration:
+    """Apply one registration under the definition's lock (decisions re-read there, never from `_unchanged`)."""
+    name = definition.name
+    record = await repository.lock_definition(session=session, workflow_id=name)
+    if record is None:
+        raise _RetryError(f"{name!r} was deleted while registering")
+    existing = await repository.find_revision_by_hash(session=session, workflow_id=name, content_hash=digest)
+    if source_path is not None:
+        if existing is not None and record.file_hash == digest:  # another scan registered this file first
+            current = None if record.current_revision == existing.number else record.current_revision
+            return Registration(name, existing.number, created=False, source_path=source_path, current_revision=current)
+        await repository.set_file_source(session=session, definition=record, path=source_path, content_hash=digest)
     if existing is not None:
-        record = await repository.get_definition(session=session, workflow_id=definition.name)
-        if record is not None:
-            await repository.set_current_revision(session=session, definition=record, number=existing.number)
-        return Registration(definition.name, existing.number, created=False, source_path=source_path)
+        moved = record.current_revision != existing.number
+        await repository.set_current_revision(session=session, definition=record, number=existing.number)
+        return Registration(name, existing.number, created=False, source_path=source_path, moved=moved)
     revision = await repository.add_revision(
         session=session,
-        workflow_id=definition.name,
+        workflow_id=name,
         content_hash=digest,
         source_yaml=text,
         source_path=source_path,
         definition=definition.model_dump(mode="json"),
     )
-    return Registration(definition.name, revision.number, created=True, source_path=source_path)
+    return Registration(name, revision.number, created=True, source_path=source_path)
+
+
+async def delete_registered(*, session: AsyncSession, workflow_id: str) -> bool:
+    """Delete a definition and its revisions as one committed unit of work; False when it is not registered."""
+
+    async def work() -> bool:
+        record = await repository.lock_definition(session=session, workflow_id=workflow_id, create=False)
+        if record is None:
+            return False
+        await repository.delete_definition(session=session, definition=record)
+        return True
+
+    return await run_transaction(session, work, what=f"deleting {workflow_id!r}")
 
 
 def _read_definitions(directory: Path) -> list[tuple[Path, str | Issue]]:
@@ -77,10 +202,12 @@ def _read_definitions(directory: Path) -> list[tuple[Path, str | Issue]]:
 
 @dataclass(frozen=True)
 class DirectoryReport:
-    """What a directory scan registered and which files it refused, with their issues."""
+    """What a directory scan registered, which files it refused (with their issues) and which conflicted."""
 
     registered: list[Registration]
     invalid: dict[str, list[Issue]]
+    # Files not registered because concurrent changes kept getting in the way; a later scan retries them.
+    conflicts: dict[str, str] = field(default_factory=dict)
 
 
 async def register_directory(
@@ -88,39 +215,59 @@ async def register_directory(
     sessions: async_sessionmaker[AsyncSession],
     directory: Path,
     activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
+    python_modules: Collection[str] | None = None,
 ) -> DirectoryReport:
-    """Register every `*.yaml`/`*.yml` file; each file commits on its own so one bad file blocks nothing."""
+    """Register every `*.yaml`/`*.yml` file whose content changed since a scan last registered it.
+
+    Each file is its own unit of work, so one bad or conflicting file blocks nothing; of two files that
+    define one name, the first in name order wins.
+    """
     registered: list[Registration] = []
     invalid: dict[str, list[Issue]] = {}
+    conflicts: dict[str, str] = {}
     names: dict[str, str] = {}
     for path, text in await asyncio.to_thread(_read_definitions, directory):
         if isinstance(text, Issue):
             invalid[str(path)] = [text]
             continue
-        async with sessions() as session:
-            try:
+        try:
+            async with sessions() as session:
                 result = await register_source(
-                    session=session, text=text, file=path.name, source_path=str(path), activity_types=activity_types
+                    session=session,
+                    text=text,
+                    file=path.name,
+                    source_path=str(path),
+                    activity_types=activity_types,
+                    taken=names,
+                    python_modules=python_modules,
                 )
-            except DslError as exc:
-                invalid[str(path)] = exc.issues
-                continue
-            if result.workflow_id in names:
-                other = names[result.workflow_id]
-                invalid[str(path)] = [Issue("name", f"{result.workflow_id!r} is also defined in {other}", path.name)]
-                await session.rollback()
-                continue
-            await session.commit()
+        except DslError as exc:
+            invalid[str(path)] = exc.issues
+            continue
+        except ConflictError as exc:
+            conflicts[str(path)] = exc.message
+            continue
         names[result.workflow_id] = path.name
         registered.append(result)
+    _log_report(registered, invalid, conflicts)
+    return DirectoryReport(registered, invalid, conflicts)
+
+
+def _log_report(registered: list[Registration], invalid: dict[str, list[Issue]], conflicts: dict[str, str]) -> None:
     for path_text, issues in invalid.items():
         for issue in issues:
             logger.error("not registered: %s", issue)
         logger.error("skipped %s", path_text)
+    for path_text, message in conflicts.items():
+        logger.error("not registered: %s: %s", path_text, message)
     for result in registered:
-        verb = "registered" if result.created else "unchanged"
-        logger.info("%s %s revision %d", verb, result.workflow_id, result.revision)
-    return DirectoryReport(registered, invalid)
+        if result.current_revision is not None:
+            logger.info(
+                "unchanged %s revision %d from %s; revision %d, registered later through the API, stays current",
+                *(result.workflow_id, result.revision, result.source_path, result.current_revision),
+            )
+        elif not (result.created or result.moved):
+            logger.info("unchanged %s revision %d", result.workflow_id, result.revision)
 
 
 async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinition) -> dict[str, ChildDefinition]:
@@ -168,14 +315,24 @@ async def watch_directory(
     interval: float,
     seen: tuple[tuple[str, int, int], ...],
     activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
+    python_modules: Callable[[], Collection[str]] | None = None,
 ) -> None:
-    """Register files added to or changed in `directory` since `seen`, checking every `interval` seconds."""
+    """Register files added to or changed in `directory` since `seen`, checking every `interval` seconds.
+
+    `python_modules` returns the modules `python` tasks may call; it is asked before every rescan, so a
+    module added to the workflows directory counts without a restart.
+    """
     while True:
         await asyncio.sleep(interval)
         current = await asyncio.to_thread(directory_snapshot, directory)
         if current != seen:
-            seen = current
             try:
-                await register_directory(sessions=sessions, directory=directory, activity_types=activity_types)
-            except Exception:  # the watcher must survive a database hiccup; the next change retries
+                allowed = await asyncio.to_thread(python_modules) if python_modules else None
+                report = await register_directory(
+                    sessions=sessions, directory=directory, activity_types=activity_types, python_modules=allowed
+                )
+            except Exception:  # the watcher must survive a database hiccup; the next round retries
                 logger.exception("rescanning %s failed", directory)
+                continue
+            if not report.conflicts:  # a conflicting file is retried next round
+                seen = current

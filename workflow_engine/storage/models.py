@@ -37,6 +37,10 @@ class Definition(Base):
     current_revision: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The file a directory scan last registered this definition from, and that file's content hash then:
+    # a scan registers the file again only when its content differs, so it never reverts an API registration.
+    file_path: Mapped[str | None] = mapped_column(String(1024))
+    file_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Revision(Base):

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import ApprovalRecord, Definition, Execution, Revision, StoredPayload, utcnow
@@ -39,6 +40,26 @@ async def find_revision_by_hash(*, session: AsyncSession, workflow_id: str, cont
     )
 
 
+async def lock_definition(*, session: AsyncSession, workflow_id: str, create: bool = True) -> Definition | None:
+    """Return the definition row locked until the transaction ends, inserting it first when missing (`create`).
+
+    PostgreSQL: insert-if-missing (ON CONFLICT DO NOTHING), then SELECT ... FOR UPDATE, so concurrent writers of
+    one definition queue on its row. SQLite has no row locks: the insert is the transaction's first write, so it
+    takes the database's single write lock (waiting up to the busy timeout) before anything is read. None: no such
+    row (`create=False`), or a concurrent delete removed it between the insert and the lock.
+    """
+    if create:
+        now = utcnow()
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        await session.execute(
+            insert(Definition)
+            .values(workflow_id=workflow_id, current_revision=0, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[Definition.workflow_id])
+        )
+    query = select(Definition).where(Definition.workflow_id == workflow_id).with_for_update()
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
 async def add_revision(
     *,
     session: AsyncSession,
@@ -48,12 +69,10 @@ async def add_revision(
     source_path: str | None,
     definition: dict[str, Any],
 ) -> Revision:
-    """Append a new revision and make it the definition's current one."""
-    record = await session.get(Definition, workflow_id, with_for_update=True)
+    """Append a new revision and make it current, under the definition's lock so numbers never collide."""
+    record = await lock_definition(session=session, workflow_id=workflow_id)
     if record is None:
-        record = Definition(workflow_id=workflow_id, current_revision=0)
-        session.add(record)
-        await session.flush()
+        raise LookupError(f"definition {workflow_id!r} was deleted while registering")
     last = await session.scalar(select(func.max(Revision.number)).where(Revision.workflow_id == workflow_id))
     revision = Revision(
         workflow_id=workflow_id,
@@ -71,10 +90,17 @@ async def add_revision(
 
 
 async def set_current_revision(*, session: AsyncSession, definition: Definition, number: int) -> None:
-    """Point a definition at an existing revision (a file reverted to older content)."""
+    """Point a (locked) definition at an existing revision, e.g. content registered again after a newer one."""
     if definition.current_revision != number:
         definition.current_revision = number
         definition.updated_at = utcnow()
+        await session.flush()
+
+
+async def set_file_source(*, session: AsyncSession, definition: Definition, path: str, content_hash: str) -> None:
+    """Record the file a scan registered a (locked) definition from and the content hash it had."""
+    if (definition.file_path, definition.file_hash) != (path, content_hash):
+        definition.file_path, definition.file_hash = path, content_hash
         await session.flush()
 
 

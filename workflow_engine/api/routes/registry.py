@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from fastapi.responses import PlainTextResponse
 from workflow_engine.api.auth import Admin, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
-from workflow_engine.api.registry import register_directory, register_source
+from workflow_engine.api.registry import delete_registered, register_directory, register_source
 from workflow_engine.api.routes.workflows import load_current, task_summaries
 from workflow_engine.api.schemas import (
     DB_INT_MAX,
@@ -24,6 +25,7 @@ from workflow_engine.api.schemas import (
 from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, parse_definition
 from workflow_engine.dsl.graph import mermaid
 from workflow_engine.engine.client import count_running
+from workflow_engine.engine.modules import allowed_modules
 from workflow_engine.errors import ConflictError, NotFoundError
 from workflow_engine.storage import repository
 from workflow_engine.storage.models import utcnow
@@ -59,14 +61,23 @@ async def _source(request: Request) -> tuple[str, str]:
         raise DslError([Issue("body", "the YAML body is not UTF-8 text", None)]) from None
 
 
+async def _python_modules(request: Request) -> tuple[str, ...]:
+    """Return the modules `python` tasks may call, read now so a module just added to WORKFLOWS_DIR counts."""
+    return await asyncio.to_thread(allowed_modules, request.app.state.settings)
+
+
 @router.post("", response_model=RegisterResponse, status_code=201, openapi_extra=_BODY, responses=_ERRORS)
 async def register(request: Request, response: Response, session: SessionDep, _caller: Admin) -> RegisterResponse:
-    """Register a definition: 201 for a new revision, 200 when the content is unchanged, 422 with every problem."""
+    """Register a definition: 201 for a new revision, 200 when the content is known, 422 with every problem.
+
+    The registered content becomes current (also when it is an older revision's); 409 when concurrent
+    registrations kept conflicting (try again).
+    """
     text, file = await _source(request)
     result = await register_source(
-        session=session, text=text, file=file, activity_types=request.app.state.activity_types
-    )
-    await session.commit()
+        session=session, text=text, file=file, activity_types=request.app.state.activity_types,
+        python_modules=await _python_modules(request),
+    )  # fmt: skip
     if not result.created:
         response.status_code = 200
     return RegisterResponse(workflow_id=result.workflow_id, revision=result.revision, created=result.created)
@@ -76,18 +87,28 @@ async def register(request: Request, response: Response, session: SessionDep, _c
 async def validate(request: Request, _caller: Viewer) -> ValidateResponse:
     """Check a definition without registering it (dry run); 422 lists every problem."""
     text, file = await _source(request)
-    definition = parse_definition(text, file=file, activity_types=request.app.state.activity_types)
+    definition = parse_definition(
+        text, file=file, activity_types=request.app.state.activity_types, python_modules=await _python_modules(request)
+    )
     return ValidateResponse(valid=True, workflow_id=definition.name, tasks=task_summaries(definition))
 
 
 @router.post("/reload", response_model=ReloadResponse, responses=_ERRORS)
 async def reload(request: Request, settings: SettingsDep, _caller: Admin) -> ReloadResponse:
-    """Rescan the workflows directory now (the API also notices changes by itself)."""
+    """Rescan the workflows directory now (the API also notices changes by itself).
+
+    A file is registered only when its content changed since a scan last registered it, so an unchanged
+    file never reverts a registration made through the API; 409 when a file kept conflicting (try again).
+    """
     report = await register_directory(
         sessions=request.app.state.sessions,
         directory=settings.workflows_dir,
         activity_types=request.app.state.activity_types,
+        python_modules=await _python_modules(request),
     )
+    if report.conflicts:
+        raise ConflictError(f"reloading conflicted with concurrent changes to {', '.join(sorted(report.conflicts))}; "
+                            "the other files were registered; try again")  # fmt: skip
     return ReloadResponse(
         registered=[RegisterResponse(workflow_id=r.workflow_id, revision=r.revision, created=r.created)
                     for r in report.registered],
@@ -130,13 +151,14 @@ async def delete(
     workflow_id: str, session: SessionDep, temporal: TemporalDep, _caller: Admin, force: bool = False
 ) -> Response:
     """Remove a workflow and its revisions; refused while runs are active unless `force=true`."""
-    record, _ = await load_current(session, workflow_id)
+    await load_current(session, workflow_id)
     recent = await repository.recent_execution_ids(
         session=session, workflow_id=workflow_id, since=utcnow() - VISIBILITY_LAG
     )
+    await session.rollback()  # no transaction (nor lock) stays open across the Temporal call
     running = await count_running(temporal, workflow_id, recent)
     if running and not force:
         raise ConflictError(f"workflow {workflow_id!r} has {running} running execution(s); use force=true")
-    await repository.delete_definition(session=session, definition=record)
-    await session.commit()
+    if not await delete_registered(session=session, workflow_id=workflow_id):
+        raise NotFoundError(f"workflow {workflow_id!r} is not registered")
     return Response(status_code=204)
