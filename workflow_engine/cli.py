@@ -166,8 +166,10 @@ def validate(
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
     """Check definitions and print every problem as file:line:col: message."""
+    from workflow_engine.engine.modules import allowed_modules
     from workflow_engine.plugins import PluginError, activity_types
 
+    modules = allowed_modules(get_settings())
     try:
         known = activity_types(get_settings())
     except PluginError as exc:
@@ -176,7 +178,8 @@ def validate(
     problems: list[dict[str, object]] = []
     for path in files:
         try:
-            parse_definition(path.read_text(encoding="utf-8"), file=str(path), activity_types=known)
+            text = path.read_text(encoding="utf-8")
+            parse_definition(text, file=str(path), activity_types=known, python_modules=modules)
         except OSError as exc:
             problems.append({"file": str(path), "line": None, "column": None, "path": "", "message": str(exc)})
         except DslError as exc:

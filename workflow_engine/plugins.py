@@ -1,7 +1,8 @@
 """Plugins: activity types users add with `@plugin`, in modules listed in PLUGINS or via entry points.
 
 A plugin is a function that takes the task's rendered `config` (a dict) and returns a
-JSON-serialisable output; sync functions run in a worker thread, async ones are awaited:
+JSON-serialisable output; sync functions run on the worker's own thread pool (a thread for every
+slot), async ones are awaited, and the activity heartbeats while either runs (`engine/calls.py`):
 
     from workflow_engine.plugins import plugin
 
@@ -16,8 +17,6 @@ plugin as an activity and the DSL accepts its name as an `activity_type`.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import re
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES
+from workflow_engine.engine.calls import FunctionRunner
 from workflow_engine.engine.modules import import_user_module
 from workflow_engine.engine.types import ActivityInput, ActivityResult
 from workflow_engine.settings import Settings
@@ -104,16 +104,13 @@ def activity_types(settings: Settings) -> tuple[str, ...]:
     return (*BUILTIN_ACTIVITY_TYPES, *sorted(p.name for p in discover(settings)))
 
 
-def as_activity(item: Plugin) -> Callable[..., Any]:
-    """Wrap a plugin function as a Temporal activity named after the plugin."""
+def as_activity(item: Plugin, runner: FunctionRunner) -> Callable[..., Any]:
+    """Wrap a plugin function as a Temporal activity named after the plugin, run (and heartbeating) by `runner`."""
 
     async def run(task: ActivityInput) -> ActivityResult:
         attempt = activity.info().attempt
         try:
-            if inspect.iscoroutinefunction(item.function):
-                output = await item.function(task.config)
-            else:
-                output = await asyncio.to_thread(item.function, task.config)
+            output = await runner.call(item.function, task.config)
         except ApplicationError:
             raise
         except Exception as exc:

@@ -134,7 +134,7 @@ async def test_failed_run_reports_the_error(api: httpx.AsyncClient) -> None:
     assert body["status"] == "failed"
     assert "task 'call' failed" in body["error"]
     assert body["tasks"][0]["status"] == "failed"
-    assert "cannot import 'no_such_module'" in body["tasks"][0]["error"]
+    assert "cannot import 'broken_module': this module is broken on purpose" in body["tasks"][0]["error"]
 
 
 async def test_terminated_run_reports_terminated(api: httpx.AsyncClient, client: Client) -> None:

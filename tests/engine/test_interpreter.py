@@ -244,7 +244,8 @@ async def test_non_json_return_value_is_a_clear_error(run_yaml: Runner, workflow
 
 async def test_unknown_module_is_a_clear_non_retryable_error(run_yaml: Runner) -> None:
     outcome = await run_yaml(
-        "name: nomod\ntasks:\n  - id: f\n    activity_type: python\n    config: {function: 'no_such_mod:f'}\n"
+        "name: nomod\ntasks:\n  - id: f\n    activity_type: python\n    config: {function: 'no_such_mod:f'}\n",
+        settings_update={"python_modules": "no_such_mod"},  # allowed, so the worker tries to import it
     )
     assert outcome.failure is not None
     task = outcome.task("f")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import yaml
@@ -168,9 +168,17 @@ def _pydantic_issues(exc: ValidationError, data: Any, marks: Marks, file: str) -
 
 
 def parse_definition(
-    text: str, *, file: str = "<string>", activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES
+    text: str,
+    *,
+    file: str = "<string>",
+    activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
+    python_modules: Collection[str] | None = None,
 ) -> WorkflowDefinition:
-    """Parse and validate a definition; raise `DslError` listing every issue of the file at once."""
+    """Parse and validate a definition; raise `DslError` listing every issue of the file at once.
+
+    `python_modules` are the modules `python` tasks may call: registration passes those of the settings
+    and the workflows directory; None checks only what is always refused.
+    """
     data, marks = load_yaml(text, file=file)
     if not isinstance(data, dict):
         raise DslError([Issue("", "a workflow must be a mapping with name and tasks", file, 1, 1)])
@@ -180,7 +188,7 @@ def parse_definition(
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
         issues.extend(_pydantic_issues(exc, data, marks, file))
-    for loc, message in check_semantics(data, activity_types=activity_types):
+    for loc, message in check_semantics(data, activity_types=activity_types, python_modules=python_modules):
         path, position = locate(data, marks, loc)
         line, col = position if position else (None, None)
         issues.append(Issue(format_path(path), message, file, line, col))

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from .modules import import_user_module
+from .calls import FunctionRunner
+from .modules import FunctionNotFound, FunctionRefused, resolve_function
 from .types import ActivityInput, ActivityResult
 
 logger = logging.getLogger("workflow_engine.tasks")
@@ -29,9 +27,18 @@ def _fail(message: str, error_type: str, *, non_retryable: bool = False) -> Appl
 class BuiltinActivities:
     """Holds worker settings the activities need; its bound methods are the activities."""
 
-    def __init__(self, workflows_dir: Path) -> None:
-        """Remember where user modules for `python` tasks live."""
+    def __init__(self, workflows_dir: Path, *, runner: FunctionRunner, python_modules: Sequence[str] = ()) -> None:
+        """Remember where user modules live, which installed modules `python` tasks may call, and the runner.
+
+        Args:
+            workflows_dir: WORKFLOWS_DIR; its modules may always be called.
+            runner: Runs the functions (sync ones on the worker's own thread pool) and heartbeats.
+            python_modules: Installed modules (and their submodules) that may be called too: PLUGINS and
+                PYTHON_MODULES.
+        """
         self.workflows_dir = workflows_dir.resolve()
+        self.python_modules = tuple(python_modules)
+        self.runner = runner
         # `module:function` -> the function: a module is imported once per worker anyway, and resolving the path
         # (a realpath, a stat and a hash) on every call cost more than the call itself for no-op steps
         self._functions: dict[str, Callable[..., Any]] = {}
@@ -49,17 +56,14 @@ class BuiltinActivities:
 
     @activity.defn(name="python")
     async def python(self, task: ActivityInput) -> ActivityResult:
-        """Call `module:function` with args/kwargs; sync functions run in a worker thread."""
+        """Call an allowed `module:function` with args/kwargs (sync functions on the worker's pool), heartbeating."""
         function = self._resolve(task.config.get("function"))
         args = task.config.get("args", [])
         kwargs = task.config.get("kwargs", {})
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise _fail("config.args must be a list and config.kwargs a mapping", "ConfigError", non_retryable=True)
         try:
-            if inspect.iscoroutinefunction(function):
-                result = await function(*args, **kwargs)
-            else:
-                result = await asyncio.to_thread(function, *args, **kwargs)
+            result = await self.runner.call(function, *args, **kwargs)
         except ApplicationError:
             raise
         except Exception as exc:
@@ -73,19 +77,14 @@ class BuiltinActivities:
     def _resolve(self, reference: Any) -> Callable[..., Any]:
         if isinstance(reference, str) and (cached := self._functions.get(reference)) is not None:
             return cached
-        if not isinstance(reference, str) or reference.count(":") != 1:
-            raise _fail("config.function must be 'module:function'", "ConfigError", non_retryable=True)
-        module_name, _, attr = reference.partition(":")
         try:
-            module = self._import(module_name)
+            function = resolve_function(self.workflows_dir, reference, self.python_modules)
+        except FunctionRefused as exc:
+            raise _fail(str(exc), "FunctionRefused", non_retryable=True) from None
+        except FunctionNotFound as exc:
+            raise _fail(str(exc), "ConfigError", non_retryable=True) from None
         except Exception as exc:  # a user module may fail to import in any way
-            raise _fail(f"cannot import {module_name!r}: {exc}", "ImportError", non_retryable=True) from None
-        function = getattr(module, attr, None)
-        if not callable(function):
-            raise _fail(f"{module_name!r} has no function {attr!r}", "ConfigError", non_retryable=True)
-        self._functions[reference] = function
-        return function  # type: ignore[no-any-return]
-
-    def _import(self, module_name: str) -> ModuleType:
-        """Import from the workflows directory first, then from installed packages."""
-        return import_user_module(self.workflows_dir, module_name)
+            module = str(reference).partition(":")[0]
+            raise _fail(f"cannot import {module!r}: {exc}", "ImportError", non_retryable=True) from None
+        self._functions[str(reference)] = function
+        return function
