@@ -7,16 +7,17 @@ so a file with schema errors still gets every semantic problem reported in the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import ExpressionError
-from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names
+from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names, static_limit_problem
 from .graph import Graph, find_cycle, upstream
 from .model import ParamSpec
 from .params import check_value
+from .python_policy import check_python_tasks
 
 BUILTIN_ACTIVITY_TYPES = ("http_request", "log", "python", "shell")
 
@@ -63,9 +64,18 @@ def _graph(tasks: list[tuple[int, dict[str, Any]]]) -> Graph:
     return graph
 
 
-def check_semantics(data: dict[str, Any], *, activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES) -> list[Problem]:
-    """Return every cross-field problem of a raw definition as (location, message)."""
-    problems: list[Problem] = []
+def check_semantics(
+    data: dict[str, Any],
+    *,
+    activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
+    python_modules: Collection[str] | None = None,
+) -> list[Problem]:
+    """Return every cross-field problem of a raw definition as (location, message).
+
+    `python_modules` are the modules `python` tasks may call (and their submodules); None checks only
+    what is refused whatever the settings (`python_policy.py`).
+    """
+    problems: list[Problem] = check_python_tasks(data, python_modules)
     main = _tasks(data, "tasks")
     handlers = _tasks(data, "on_failure")
     main_ids = [tid for _, t in main if (tid := _task_id(t))]
@@ -173,6 +183,12 @@ def _check_expression(
         problems.append(
             (where, f"an expression reading secrets may read nothing else: it runs in the worker (in {source!r})")
         )
+    try:
+        limit = static_limit_problem(source)  # nesting, cost and size limits that no data can satisfy
+    except ExpressionError as exc:
+        limit = str(exc)
+    if limit is not None:
+        problems.append((where, limit))
     for ref in referenced_tasks(source):
         if ref not in scope:
             why = "is not upstream of this task" if task_id else "does not exist"
