@@ -65,3 +65,16 @@ class GoneError(EngineError):
 
     code = "gone"
     status_code = 410
+
+
+class BodyTooLargeError(EngineError):
+    """A request body over API_MAX_BODY_BYTES, refused before it is read whole."""
+
+    code = "body_too_large"
+    status_code = 413
+
+
+class NestingTooDeepError(ValidationFailedError):
+    """A JSON request body nested deeper than API_MAX_JSON_DEPTH; `details` names the path."""
+
+    code = "nesting_too_deep"

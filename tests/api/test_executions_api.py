@@ -1,16 +1,18 @@
-"""Execution endpoints: idempotent execute, wait, listing, history, cancel, terminate, retry, errors, auth."""
+"""Execution endpoints: idempotent execute, wait, listing, history, cancel, terminate, retry, errors, auth, limits."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -19,7 +21,7 @@ from workflow_engine.engine.types import RunInput
 from workflow_engine.engine.visibility import decode_token, encode_token, visibility_query
 from workflow_engine.errors import ValidationFailedError
 from workflow_engine.settings import Settings
-from workflow_engine.storage import upgrade_database
+from workflow_engine.storage import Execution, create_engine, repository, session_factory, upgrade_database
 
 from .conftest import TOKENS, _copy_examples, _serve
 
@@ -185,7 +187,7 @@ async def test_invalid_parameters_of_an_older_revision_list_every_problem(api: h
 async def test_wait_answers_with_the_finished_run(api: httpx.AsyncClient) -> None:
     body = await _execute(api, "broken", params={"wait": "true"}, expect=200)
     assert body["status"] == "failed" and body["finished_at"]
-    assert "cannot import 'no_such_module'" in _task(body, "call")["error"]
+    assert "cannot import 'broken_module'" in _task(body, "call")["error"]
     assert body["workflow_id"] == "broken" and body["revision"] == 1 and body["parameters"] == {}
 
 
@@ -340,7 +342,7 @@ async def test_history_explains_failures_timers_children_and_updates(api: httpx.
     broken = await _execute(api, "broken", params={"wait": "true"}, expect=200)
     events = (await api.get(f"/executions/{broken['execution_id']}/history")).json()["events"]
     failed = next(e for e in events if e["type"] == "ActivityTaskFailed")
-    assert failed["task_id"] == "call" and "cannot import 'no_such_module'" in failed["details"]
+    assert failed["task_id"] == "call" and "cannot import 'broken_module'" in failed["details"]
     assert "workflow failed: task 'call' failed" in events[-1]["details"]
 
     parent = await _execute(api, "parent", params={"wait": "true"}, expect=200)
@@ -542,3 +544,197 @@ async def test_runs_started_by_the_api_send_limited_kinds_to_their_own_queue(
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     assert queues and set(queues) == {f"{limited.temporal_task_queue}/python"}
+
+
+# --- the execution index survives a crash between the Temporal start and its row ---------------------------
+
+
+async def _index_row(database_url: str, execution_id: str) -> Execution | None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return await repository.get_execution(session=session, execution_id=execution_id)
+    finally:
+        await engine.dispose()
+
+
+async def _lose_index_row(database_url: str, execution_id: str) -> None:
+    """Leave the state an API crash right after the Temporal start leaves: the run, but no index row."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            await session.execute(delete(Execution).where(Execution.execution_id == execution_id))
+            await session.commit()
+    finally:
+        await engine.dispose()
+    assert await _index_row(database_url, execution_id) is None
+
+
+async def test_the_run_carries_its_index_entry_in_its_memo(api: httpx.AsyncClient, client: Client) -> None:
+    run = await _execute(api, "hello", {"parameters": {"who": "Ada"}}, params={"wait": "true"}, expect=200)
+    memo = await (await client.get_workflow_handle(run["execution_id"]).describe()).memo()
+    assert memo == {"wfe_index": {"workflow_id": "hello", "revision": 1, "started_by": "local", "retry_of": None}}
+
+
+async def test_a_keyed_repeat_rebuilds_a_lost_index_row(
+    api: httpx.AsyncClient, client: Client, database_url: str
+) -> None:
+    key = _key()
+    await _execute(api, "hello", {"parameters": {"who": "Ada"}, "execution_id": key}, params={"wait": "true"},
+                   expect=200)  # fmt: skip
+    await _lose_index_row(database_url, key)
+    again = await _execute(api, "hello", {"execution_id": key}, expect=200)
+    assert again == {"execution_id": key, "workflow_id": "hello", "revision": 1, "status": "completed"}
+    row = await _index_row(database_url, key)
+    assert row is not None
+    assert (row.workflow_id, row.revision, row.parameters, row.started_by, row.retry_of) == (
+        "hello", 1, {"who": "Ada", "times": 2}, "local", None,
+    )  # fmt: skip
+    assert await _runs_with_id(client, key) == 1
+    other = await _execute(api, "slow", {"execution_id": key}, expect=409)
+    assert "'hello'" in other["detail"]
+
+
+async def test_get_and_retry_rebuild_a_lost_index_row(api: httpx.AsyncClient, database_url: str) -> None:
+    first = await _execute(api, "hello", {"parameters": {"who": "Bo", "times": 3}}, params={"wait": "true"},
+                           expect=200)  # fmt: skip
+    await _lose_index_row(database_url, first["execution_id"])
+    shown = await _detail(api, first["execution_id"])
+    assert (shown["revision"], shown["parameters"], shown["started_by"]) == (1, {"who": "Bo", "times": 3}, "local")
+    assert await _index_row(database_url, first["execution_id"]) is not None
+
+    retried = await api.post(f"/executions/{first['execution_id']}/retry")
+    assert retried.status_code == 202, retried.text
+    await _lose_index_row(database_url, retried.json()["execution_id"])  # a retry's row holds its retry_of too
+    await _until(api, retried.json()["execution_id"], _finished)
+    again = await api.post(f"/executions/{retried.json()['execution_id']}/retry")
+    assert again.status_code == 202, again.text
+    assert again.json()["retry_of"] == retried.json()["execution_id"]
+    row = await _index_row(database_url, retried.json()["execution_id"])
+    assert row is not None and (row.retry_of, row.parameters) == (first["execution_id"], {"who": "Bo", "times": 3})
+
+
+async def test_large_parameters_start_while_other_writes_go_on(api: httpx.AsyncClient, workflows_dir: Path) -> None:
+    """Parameters over OUTPUT_INLINE_LIMIT_BYTES are stored in the database by the start itself: no lock waits."""
+    who = "x" * (400 * 1024)
+    source = (workflows_dir / "slow.yaml").read_text().replace("name: slow", "name: slow-copy")
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(20):
+        big, other = await asyncio.gather(
+            api.post("/executions/workflows/hello/execute", json={"parameters": {"who": who, "times": 1}}),
+            api.post("/workflows", content=source, headers={"content-type": "application/yaml"}),
+        )
+    seconds = asyncio.get_running_loop().time() - started
+    assert big.status_code == 202, big.text[:500]
+    assert other.status_code == 201, other.text
+    assert seconds < 10, seconds
+    shown = await _detail(api, big.json()["execution_id"])
+    assert shown["parameters"] == {"who": who, "times": 1}
+
+
+# --- a status without the worker says so -------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _without_worker(client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, temporal_client=client)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=30) as http,
+    ):
+        yield http
+
+
+async def test_a_status_no_worker_answered_says_its_tasks_are_declared(
+    client: Client, settings: Settings, workflows_dir: Path
+) -> None:
+    _copy_examples(workflows_dir)
+    async for api in _serve(client, settings):
+        done = await _execute(api, "hello", params={"wait": "true"}, expect=200)
+        assert done["tasks_source"] == "worker"
+        assert {t["status"] for t in done["tasks"]} == {"completed"}
+    lonely = settings.model_copy(update={"temporal_task_queue": f"{settings.temporal_task_queue}-nobody-polls"})
+    async with _without_worker(client, lonely) as api:
+        closed = await _detail(api, done["execution_id"])  # its worker is gone: nobody answers the query
+        assert (closed["status"], closed["tasks_source"], closed["output"]) == ("completed", "declared", done["output"])
+        assert [(t["id"], t["status"]) for t in closed["tasks"]] == [("greet", "unknown"), ("repeat", "unknown")]
+
+        waiting = await _execute(api, "hello")  # no worker polls this queue: nothing has run
+        body = await _detail(api, waiting["execution_id"])
+        assert (body["status"], body["tasks_source"]) == ("running", "declared")
+        assert [(t["id"], t["status"]) for t in body["tasks"]] == [("greet", "pending"), ("repeat", "pending")]
+        await api.post(f"/executions/{waiting['execution_id']}/terminate")
+
+
+# --- request limits -----------------------------------------------------------------------------------------
+
+
+def _nested(depth: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+async def test_a_body_over_the_limit_is_413_with_or_without_a_length(api: httpx.AsyncClient) -> None:
+    url = "/executions/workflows/hello/execute"
+    big = b'{"parameters": {"who": "' + b"x" * (5 * 1024 * 1024) + b'"}}'
+    sized = await api.post(url, content=big, headers={"content-type": "application/json"})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    streamed = await api.post(url, content=chunks(), headers={"content-type": "application/json"})
+    for response in (sized, streamed):
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "body_too_large" and "API_MAX_BODY_BYTES" in response.json()["detail"]
+    yaml_big = "name: big-file\n# " + "x" * (2 * 1024 * 1024) + "\ntasks: []\n"
+    own_cap = await api.post("/workflows", content=yaml_big, headers={"content-type": "application/yaml"})
+    assert own_cap.status_code == 422 and "larger than 1024 KiB" in own_cap.text, own_cap.text
+
+
+async def test_json_nested_too_deep_is_422_naming_the_path(api: httpx.AsyncClient) -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    for url, text in (
+        ("/workflows", deep),
+        ("/workflows", '{"yaml": "x", "file": ' + '{"a": ' * 10_000 + "1" + "}" * 10_000 + "}"),
+        ("/workflows/validate", deep),
+        ("/executions/workflows/hello/execute", '{"parameters": ' + '{"a": ' * 10_000 + "1" + "}" * 10_000 + "}"),
+    ):
+        response = await api.post(url, content=text, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (url, response.text[:300])
+        assert response.json()["code"] == "nesting_too_deep", response.text[:300]
+    params = await _execute(api, "hello", {"parameters": {"who": _nested(700)}}, expect=422)
+    assert params["errors"][0]["path"] == "body.parameters.who" + ".a" * 62, params["errors"]
+    assert "API_MAX_JSON_DEPTH" in params["detail"]
+    flow_yaml = "{name: deep, tasks: [], x: " + "[" * 10_000 + "]" * 10_000 + "}"
+    registered = await api.post("/workflows", json={"yaml": flow_yaml})
+    assert registered.status_code == 422 and "nesting deeper than" in registered.text, registered.text[:300]
+
+
+async def test_parameters_nested_within_the_limit_run(api: httpx.AsyncClient) -> None:
+    source = ("name: deep\nparams:\n  data: {type: object}\ntasks:\n  - id: a\n    activity_type: log\n"
+              "    config: {message: hi}\noutput:\n  data: \"${{ params.data }}\"\n")  # fmt: skip
+    assert (
+        await api.post("/workflows", content=source, headers={"content-type": "application/yaml"})
+    ).status_code == 201
+    data = _nested(60)
+    run = await _execute(api, "deep", {"parameters": {"data": data}}, params={"wait": "true"}, expect=200)
+    assert run["status"] == "completed" and run["output"] == {"data": data}
+    wrong = await _execute(api, "hello", {"parameters": {"who": _nested(60)}}, expect=422)
+    assert wrong["code"] == "validation_failed" and wrong["errors"][0]["path"] == "parameters.who"
+
+
+async def test_docs_are_served_unless_turned_off(client: Client, settings: Settings, workflows_dir: Path) -> None:
+    _copy_examples(workflows_dir)
+    authed = settings.model_copy(update={"api_tokens": "vera:viewer:tok-viewer"})
+    async with _without_worker(client, authed) as api:
+        for path in ("/docs", "/redoc", "/openapi.json", "/health"):
+            assert (await api.get(path)).status_code == 200, path  # open without a token, as documented
+        assert (await api.get("/workflows")).status_code == 401
+    async with _without_worker(client, authed.model_copy(update={"api_docs_enabled": False})) as api:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert (await api.get(path)).status_code == 404, path
+        assert (await api.get("/health")).status_code == 200

@@ -12,12 +12,14 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from workflow_engine.engine import TemporalConnection
+from workflow_engine.engine.modules import allowed_modules
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import activity_types
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 
 from .errors import PROBLEM_RESPONSES, install_error_handlers
+from .limits import RequestLimits
 from .registry import directory_snapshot, register_directory, watch_directory
 from .routes import approvals, executions, health, registry, workflows
 
@@ -41,8 +43,9 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         snapshot = await asyncio.to_thread(directory_snapshot, settings.workflows_dir)
         app.state.activity_types = activity_types(settings)
         app.state.registration = await register_directory(
-            sessions=app.state.sessions, directory=settings.workflows_dir, activity_types=app.state.activity_types
-        )
+            sessions=app.state.sessions, directory=settings.workflows_dir, activity_types=app.state.activity_types,
+            python_modules=await asyncio.to_thread(allowed_modules, settings),
+        )  # fmt: skip
         watcher = None
         if settings.workflows_poll_seconds > 0:
             watcher = asyncio.create_task(
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
                     interval=settings.workflows_poll_seconds,
                     seen=snapshot,
                     activity_types=app.state.activity_types,
+                    python_modules=lambda: allowed_modules(settings),
                 )
             )
         try:
@@ -64,13 +68,21 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
             await payloads.close()
             await engine.dispose()
 
+    docs = settings.api_docs_enabled
     app = FastAPI(
         title="workflow-engine",
         summary="Durable YAML workflows on Temporal",
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     install_error_handlers(app)
+    # outermost: a body is checked before any route (or FastAPI's own JSON parsing) sees it
+    app.add_middleware(
+        RequestLimits, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
+    )
     for router in (health.router, registry.router, workflows.router, executions.router, approvals.router):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

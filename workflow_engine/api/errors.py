@@ -39,8 +39,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "Unknown workflow, revision, execution or task"),
         (405, "Method not allowed"),
         (409, "Conflicts with the current state"),
-        (413, "Too large"),
-        (422, "Invalid input; `errors` lists every problem"),
+        (413, "Request body over API_MAX_BODY_BYTES (`body_too_large`)"),
+        (422, "Invalid input; `errors` lists every problem (`nesting_too_deep`: JSON over API_MAX_JSON_DEPTH)"),
         (503, "Temporal or the database is unreachable"),
     )
 }
@@ -59,9 +59,14 @@ def problem(status: int, code: str, detail: str, errors: list[dict[str, Any]] | 
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+def error_response(exc: EngineError) -> JSONResponse:
+    """Map an error of the tree to its problem+json answer (also used by the request-limits middleware)."""
+    return problem(exc.status_code, exc.code, exc.message, exc.details)
+
+
 async def _engine_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
-    return problem(exc.status_code, exc.code, exc.message, exc.details)
+    return error_response(exc)
 
 
 async def _dsl_error(_: Request, exc: Exception) -> JSONResponse:

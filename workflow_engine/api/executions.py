@@ -1,13 +1,18 @@
 """What the execution routes do: start runs idempotently, show them, wait for them and retry them.
 
 Idempotency: a key (the body's `execution_id` or the `Idempotency-Key` header) is the Temporal workflow id.
-A repeat finds the run in the execution index (or in Temporal) and returns it; concurrent first requests
-race on the index's primary key, and Temporal's USE_EXISTING / REJECT_DUPLICATE id policies make sure a
-second run can never start, even when the index misses one.
+A repeat finds the run in Temporal (and the execution index) and returns it; Temporal's USE_EXISTING /
+REJECT_DUPLICATE id policies decide the race of concurrent first requests, so a second run can never start.
+
+No database transaction is open across a Temporal call: a start validates, ends its reads, starts the run
+(its memo carries what the execution index needs) and only then writes the index row, in a short
+transaction of its own. A crash between the two leaves a run without a row; a keyed repeat, `GET` or
+`retry` of that run rebuilds the row from the memo and the run's input.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -16,15 +21,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from workflow_engine.dsl import WorkflowDefinition, resolve_params
-from workflow_engine.engine.client import RunStatus, describe_execution, execution_status, start_execution
+from workflow_engine.engine.client import (
+    ExecutionExistsError,
+    IndexMemo,
+    RunStatus,
+    describe_execution,
+    execution_input,
+    execution_status,
+    start_execution,
+)
 from workflow_engine.engine.steps import pinned_definition
 from workflow_engine.engine.types import RunInput
-from workflow_engine.errors import ConflictError, NotFoundError, ValidationFailedError
+from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Execution, Revision, repository
 
 from .registry import resolve_children
 from .schemas import ExecutionDetail, TaskState
+
+logger = logging.getLogger(__name__)
 
 _CLOSED_TASK_STATES = ("running", "waiting_approval")
 
@@ -67,17 +82,54 @@ async def _revision(session: AsyncSession, workflow_id: str, number: int | None)
     return revision
 
 
+async def _end_reads(session: AsyncSession) -> None:
+    """End the session's transaction, so that no lock or snapshot is held across the network call that follows."""
+    await session.commit()
+
+
+async def _record(session: AsyncSession, execution_id: str) -> Execution | None:
+    record = await repository.get_execution(session=session, execution_id=execution_id)
+    await _end_reads(session)
+    return record
+
+
+async def _index(session: AsyncSession, execution_id: str, index: IndexMemo, params: dict[str, object]) -> None:
+    """Write a run's index row in a transaction of its own; a row already written by a concurrent request stays."""
+    try:
+        await repository.add_execution(
+            session=session, execution_id=execution_id, workflow_id=index.workflow_id, revision=index.revision,
+            parameters=params, started_by=index.started_by, retry_of=index.retry_of,
+        )  # fmt: skip
+        await session.commit()
+    except IntegrityError:  # a concurrent keyed request (or a repair) wrote the same row
+        await session.rollback()
+
+
+async def _repaired(session: AsyncSession, temporal: Client, execution_id: str, index: IndexMemo) -> Execution | None:
+    """Rebuild the index row of a run started through the API whose row was lost (a crash after the start)."""
+    try:
+        params = (await execution_input(temporal, execution_id)).params
+    except GoneError as exc:  # its input was stored by reference and that row is gone: nothing to rebuild from
+        logger.warning("execution %s has no index row and its input is gone: %s", execution_id, exc.message)
+        return None
+    await _index(session, execution_id, index, params)
+    logger.info("execution %s had no index row: rebuilt it from the run's memo and input", execution_id)
+    return await _record(session, execution_id)
+
+
 async def _existing(
     session: AsyncSession, temporal: Client, key: str, workflow_id: str, retry_of: str | None
 ) -> StartedRun | None:
     """The run an idempotency key already names, if any (409 when it was used for another request)."""
-    record = await repository.get_execution(session=session, execution_id=key)
+    record = await _record(session, key)
     try:
         run: RunStatus | None = await execution_status(temporal, key)
     except NotFoundError:
         run = None
     if record is None and run is None:
         return None
+    if record is None and run is not None and run.index is not None:
+        record = await _repaired(session, temporal, key, run.index)
     owner = record.workflow_id if record is not None else run.workflow_type if run is not None else ""
     if owner != workflow_id:
         raise ConflictError(f"execution id {key!r} is already used by a run of workflow {owner!r}")
@@ -86,7 +138,6 @@ async def _existing(
         raise ConflictError(f"execution id {key!r} is already used by {used}")
     if run is None:
         raise ConflictError(f"execution id {key!r} was used by a run that Temporal no longer keeps")
-    # No index entry yet: a concurrent request started the run and has not committed (or it began elsewhere).
     revision = record.revision if record is not None else run.revision
     if revision is None:
         raise ConflictError(f"execution id {key!r} is already used by a run that was not started through the API")
@@ -108,7 +159,7 @@ async def start_run(
     """Validate the parameters and start a run, or return the run an idempotency key already names.
 
     Args:
-        session: The request's database session (committed here once the run has started).
+        session: The request's database session (its reads end before Temporal is called).
         temporal: The Temporal client.
         settings: The API settings (task queue).
         user: Who starts the run.
@@ -130,35 +181,30 @@ async def start_run(
     definition = pinned_definition(pinned.definition)
     params = resolve_params(definition, dict(parameters))
     children = await resolve_children(session=session, definition=definition)
+    run_input = RunInput(
+        definition=pinned.definition,
+        revision=pinned.number,
+        params=params,
+        started_by=user,
+        children=children,
+        fan_out_batch=settings.fan_out_batch_size,
+        kind_queues=sorted(settings.activity_concurrency),
+    )
+    await _end_reads(session)
     execution_id = key or f"{workflow_id}-{uuid.uuid4().hex[:20]}"
+    index = IndexMemo(workflow_id=workflow_id, revision=pinned.number, started_by=user, retry_of=retry_of)
     try:
-        await repository.add_execution(
-            session=session, execution_id=execution_id, workflow_id=workflow_id, revision=pinned.number,
-            parameters=params, started_by=user, retry_of=retry_of,
+        started = await start_execution(
+            temporal, workflow_name=workflow_id, execution_id=execution_id, task_queue=settings.temporal_task_queue,
+            run_input=run_input, execution_timeout=definition.timeout, reuse_existing=key is not None, index=index,
         )  # fmt: skip
-    except IntegrityError:  # a concurrent request with the same key won the race: answer with its run
-        await session.rollback()
+    except ExecutionExistsError:  # the key's run started and closed since we looked: answer with it
+        started = False
+    if not started:  # a concurrent request with the same key started the run first
         if key is not None and (found := await _existing(session, temporal, key, workflow_id, retry_of)) is not None:
             return found
-        raise ConflictError(f"execution id {execution_id!r} is being started by another request") from None
-    await start_execution(
-        temporal,
-        workflow_name=workflow_id,
-        execution_id=execution_id,
-        task_queue=settings.temporal_task_queue,
-        run_input=RunInput(
-            definition=pinned.definition,
-            revision=pinned.number,
-            params=params,
-            started_by=user,
-            children=children,
-            fan_out_batch=settings.fan_out_batch_size,
-            kind_queues=sorted(settings.activity_concurrency),
-        ),
-        execution_timeout=definition.timeout,
-        reuse_existing=key is not None,
-    )
-    await session.commit()
+        raise ConflictError(f"execution id {execution_id!r} is being started by another request")
+    await _index(session, execution_id, index, params)
     return StartedRun(execution_id, workflow_id, pinned.number, "running", created=True, retry_of=retry_of)
 
 
@@ -167,19 +213,24 @@ async def retry_run(
 ) -> StartedRun:
     """Start a new run with the revision and parameters the execution index recorded for `execution_id`.
 
+    A run started through the API whose index row was lost gets it back (from its memo and input) first.
+
     Raises:
         NotFoundError: The run is not in the execution index, or its revision is no longer registered.
         ConflictError: The run is still running.
         UnavailableError: Temporal cannot be reached.
     """
-    original = await repository.get_execution(session=session, execution_id=execution_id)
+    original = await _record(session, execution_id)
+    try:
+        run: RunStatus | None = await execution_status(temporal, execution_id)
+    except NotFoundError:  # Temporal dropped the closed run (retention); the index still knows what to run
+        run = None
+    if original is None and run is not None and run.index is not None:
+        original = await _repaired(session, temporal, execution_id, run.index)
     if original is None:
         raise NotFoundError(f"execution {execution_id!r} is not in the execution index (only runs started through "
                             "the API can be retried)")  # fmt: skip
-    try:
-        status = (await execution_status(temporal, execution_id)).status
-    except NotFoundError:  # Temporal dropped the closed run (retention); the index still knows what to run
-        status = "gone"
+    status = run.status if run is not None else "gone"
     if status in ("running", "waiting_approval"):
         raise ConflictError(f"execution {execution_id!r} is still {status}; cancel or terminate it first")
     return await start_run(
@@ -200,13 +251,15 @@ def _final_tasks(tasks: list[TaskState], status: str, finished_at: str | None) -
     ]  # fmt: skip
 
 
-async def _declared_tasks(session: AsyncSession, record: Execution) -> list[TaskState]:
-    """Tasks of the pinned revision, all pending: what to show before a worker has run the workflow."""
+async def _declared_tasks(session: AsyncSession, record: Execution, never_ran: bool) -> list[TaskState]:
+    """Tasks of the pinned revision, shown when no worker answers: `pending` only while that is a fact."""
     revision = await repository.get_revision(session=session, workflow_id=record.workflow_id, number=record.revision)
     if revision is None:
         return []
     definition: WorkflowDefinition = pinned_definition(revision.definition)
-    return [TaskState(id=t.id, name=t.display_name, status="pending") for t in definition.tasks]
+    # before any workflow task has completed no task can have started; after, only a worker knows
+    status = "pending" if never_ran else "unknown"
+    return [TaskState(id=t.id, name=t.display_name, status=status) for t in definition.tasks]
 
 
 async def execution_detail(*, session: AsyncSession, temporal: Client, execution_id: str) -> ExecutionDetail:
@@ -216,18 +269,23 @@ async def execution_detail(*, session: AsyncSession, temporal: Client, execution
         NotFoundError: Temporal does not know the run.
         UnavailableError: Temporal cannot be reached.
     """
-    record = await repository.get_execution(session=session, execution_id=execution_id)
     live = await describe_execution(temporal, execution_id)
+    record = await _record(session, execution_id)
+    if record is None and isinstance(live["index"], IndexMemo):
+        record = await _repaired(session, temporal, execution_id, live["index"])
+    answered = live["tasks_source"] == "worker"
     tasks = [TaskState.model_validate(t) for t in live["tasks"]]
-    if not tasks and record is not None:
-        tasks = await _declared_tasks(session, record)
+    if not answered and record is not None:
+        tasks = await _declared_tasks(session, record, never_ran=bool(live["never_ran"]))
     audit = await repository.list_approval_records(session=session, execution_id=execution_id)
+    await _end_reads(session)
     return ExecutionDetail(
         execution_id=execution_id,
         workflow_id=record.workflow_id if record else live["workflow_type"],
         revision=record.revision if record else None,
         parameters=record.parameters if record else None,
         tasks=_final_tasks(tasks, live["status"], live["finished_at"]),
+        tasks_source="worker" if answered else "declared",
         status=live["status"],
         output=live["output"],
         error=live["error"],

@@ -164,6 +164,12 @@ class ExecutionDetail(BaseModel):
     status: ExecutionStatusName
     parameters: dict[str, Any] | None = None
     tasks: list[TaskState]
+    tasks_source: Literal["worker", "declared"] = Field(
+        "worker",
+        description="`worker`: task states answered by a worker (live). `declared`: no worker answered within "
+        "2 s, so `tasks` lists the pinned revision's tasks: `pending` when no worker has run the workflow yet "
+        "(a fact), else `unknown`; status, output and error still come from Temporal.",
+    )
     output: Any = None
     error: str | None = None
     started_at: str | None = None

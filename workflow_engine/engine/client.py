@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +44,10 @@ from .types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME, SEARCH_AT
 QUERY_TIMEOUT = timedelta(seconds=2)
 # Every other call: long enough for a busy server, short enough that a hung one becomes a 503.
 RPC_TIMEOUT = timedelta(seconds=10)
+# The memo entry of runs started through the API: what the execution index records (parameters are in the input).
+INDEX_MEMO = "wfe_index"
+# A history this short has had no workflow task completed: no worker has run the workflow, so no task has started.
+_UNRUN_HISTORY_LENGTH = 3
 
 _STATUS_NAMES = {
     WorkflowExecutionStatus.RUNNING: "running",
@@ -115,6 +119,39 @@ class ExecutionExistsError(ConflictError):
     """A run with this execution id already exists (and has closed), so no new one was started."""
 
 
+@dataclass(frozen=True)
+class IndexMemo:
+    """What the execution index records about a run started through the API, carried in the run's memo.
+
+    With it (and the parameters in the run's input) a lost index row can be rebuilt from Temporal alone.
+    """
+
+    workflow_id: str
+    revision: int
+    started_by: str | None
+    retry_of: str | None = None
+
+    def as_memo(self) -> dict[str, Any]:
+        """Return the memo of a run started with this entry."""
+        return {INDEX_MEMO: asdict(self)}
+
+    @classmethod
+    def from_memo(cls, value: object) -> IndexMemo | None:
+        """Read the entry from a decoded memo value; None when the run was not started through the API."""
+        if not isinstance(value, dict):
+            return None
+        workflow_id, revision = value.get("workflow_id"), value.get("revision")
+        started_by, retry_of = value.get("started_by"), value.get("retry_of")
+        if not isinstance(workflow_id, str) or not isinstance(revision, int) or isinstance(revision, bool):
+            return None
+        return cls(
+            workflow_id=workflow_id,
+            revision=revision,
+            started_by=started_by if isinstance(started_by, str) else None,
+            retry_of=retry_of if isinstance(retry_of, str) else None,
+        )
+
+
 async def start_execution(
     client: Client,
     *,
@@ -124,7 +161,8 @@ async def start_execution(
     run_input: RunInput,
     execution_timeout: timedelta | None = None,
     reuse_existing: bool = False,
-) -> None:
+    index: IndexMemo | None = None,
+) -> bool:
     """Start one run of the interpreter under the workflow type `workflow_name`.
 
     Args:
@@ -136,6 +174,10 @@ async def start_execution(
         execution_timeout: The definition's overall timeout, if any.
         reuse_existing: Make the start idempotent: a running run with this id is kept (no second run),
             and an id whose run has closed is never reused (`ExecutionExistsError`).
+        index: The execution index entry of a run started through the API, kept in the run's memo.
+
+    Returns:
+        Whether this call started the run (False: `reuse_existing` found a running run with this id).
 
     Raises:
         ExecutionExistsError: `reuse_existing` is set and a closed run already has this id.
@@ -148,7 +190,7 @@ async def start_execution(
             "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
         }
     try:
-        await client.start_workflow(
+        handle = await client.start_workflow(
             workflow_name,
             run_input,
             id=execution_id,
@@ -161,6 +203,7 @@ async def start_execution(
                     SearchAttributePair(SA_REVISION, run_input.revision),
                 ]
             ),
+            memo=index.as_memo() if index is not None else None,
             rpc_timeout=RPC_TIMEOUT,
             **policies,
         )
@@ -168,6 +211,9 @@ async def start_execution(
         raise ExecutionExistsError(f"execution {execution_id!r} already exists and has finished") from None
     except RPCError as exc:
         raise temporal_error(client, exc, execution_id) from None
+    # The server says whether USE_EXISTING kept a running run; the SDK keeps its answer only privately.
+    response = getattr(handle, "_start_workflow_response", None)
+    return bool(getattr(response, "started", True))
 
 
 def temporal_error(client: Client, exc: RPCError, execution_id: str | None = None) -> EngineError:
@@ -219,10 +265,18 @@ class RunStatus:
     workflow_type: str
     status: str
     revision: int | None
+    index: IndexMemo | None = None
+
+
+async def _index_memo(description: WorkflowExecutionDescription) -> IndexMemo | None:
+    try:
+        return IndexMemo.from_memo(await description.memo_value(INDEX_MEMO, None))
+    except Exception:  # noqa: BLE001 - a memo we cannot read is no index entry, never a failed status
+        return None
 
 
 async def execution_status(client: Client, execution_id: str) -> RunStatus:
-    """Return the workflow type, status and pinned revision (search attribute) of a run.
+    """Return the workflow type, status, pinned revision (search attribute) and index memo of a run.
 
     Raises:
         NotFoundError: Temporal does not know the run.
@@ -230,18 +284,45 @@ async def execution_status(client: Client, execution_id: str) -> RunStatus:
     """
     description = await _describe(client, execution_id)
     revision = description.typed_search_attributes.get(SA_REVISION)
-    return RunStatus(description.workflow_type, status_name(description), revision)
+    return RunStatus(description.workflow_type, status_name(description), revision, await _index_memo(description))
+
+
+async def execution_input(client: Client, execution_id: str) -> RunInput:
+    """Return the input a run started with (the first event of its latest run: continue-as-new keeps the params).
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        GoneError: The input was stored by reference and that row is gone.
+        UnavailableError: Temporal cannot be reached.
+    """
+    handle = client.get_workflow_handle(execution_id)
+    try:
+        async for event in handle.fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            decoded = await client.data_converter.decode(payloads, [RunInput])
+            if decoded and isinstance(decoded[0], RunInput):
+                return decoded[0]
+            break
+    except RPCError as exc:
+        raise temporal_error(client, exc, execution_id) from None
+    raise NotFoundError(f"execution {execution_id!r} has no readable input")
 
 
 async def describe_execution(client: Client, execution_id: str) -> dict[str, Any]:
-    """Return status, task states, output and error of one run, live from Temporal."""
+    """Return status, task states, output and error of one run, live from Temporal.
+
+    `tasks_source` is `worker` when a worker answered the status query, else None (`tasks` is then empty);
+    `never_ran` tells that no workflow task has completed yet, and `index` is the run's index memo.
+    """
     handle = client.get_workflow_handle(execution_id)
     description = await _describe(client, execution_id)
     status = _STATUS_NAMES.get(description.status, "running") if description.status else "running"
     tasks: list[dict[str, Any]] = []
+    tasks_source: str | None = None
     try:
         state = await handle.query(STATUS_QUERY, rpc_timeout=QUERY_TIMEOUT)
         tasks = list(state.get("tasks", []))
+        tasks_source = "worker"
     except RPCError as exc:
         if exc.status in (RPCStatusCode.UNAVAILABLE,):
             raise temporal_error(client, exc, execution_id) from None
@@ -272,6 +353,9 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
         "error": error,
         "started_at": description.start_time.isoformat() if description.start_time else None,
         "finished_at": description.close_time.isoformat() if description.close_time else None,
+        "tasks_source": tasks_source,
+        "never_ran": description.history_length <= _UNRUN_HISTORY_LENGTH,
+        "index": await _index_memo(description),
     }
 
 
