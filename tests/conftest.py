@@ -108,6 +108,7 @@ async def settings(
         temporal_task_queue=task_queue,
         workflows_dir=workflows_dir,
         database_url=sqlite_url,
+        approval_signing_key_file=workflows_dir.parent / "approval-signing.key",
     )
 
 

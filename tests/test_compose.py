@@ -7,7 +7,10 @@ No Docker engine is needed: the files are parsed and checked against each other 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +31,8 @@ EXPECTED_SERVICES = {"postgresql", "temporal", "temporal-ui", *APP_SERVICES}
 SETTINGS_NAMES = {name.upper() for name in Settings.model_fields}
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?::?-)(?P<default>[^}]*))?\}")
+# `${NAME:?message}`: compose refuses to start, printing the message, while NAME is unset or empty.
+_REQUIRED = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?(?P<message>[^}]+)\}")
 _ASSIGNMENT = re.compile(r"^(?P<commented>#\s*)?(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 
 
@@ -133,6 +138,39 @@ def test_app_services_use_postgresql_and_the_compose_temporal() -> None:
         for key in ("TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE", "WORKFLOWS_DIR"):
             assert _resolve(env.get(key, "")), f"{name} does not set {key}"
     assert _environment(_service("api")).get("API_HOST") == "0.0.0.0"
+
+
+def test_the_api_requires_tokens_with_a_clear_message() -> None:
+    """Bound to 0.0.0.0 the API refuses to run without tokens, so compose demands API_TOKENS before anything starts."""
+    env = _environment(_service("api"))
+    assert env.get("API_HOST") == "0.0.0.0"
+    required = _REQUIRED.fullmatch(env.get("API_TOKENS", ""))
+    assert required and required["name"] == "API_TOKENS", "the api service must set API_TOKENS: ${API_TOKENS:?...}"
+    assert "user:role" in required["message"] and "README" in required["message"], required["message"]
+    assert _resolve(env.get("API_DOCS_ENABLED", "")) == "true"
+
+
+def test_the_api_and_workers_share_a_required_signing_key_and_deny_our_own_services() -> None:
+    """Decisions the API signs are checked by the workers: both get the one APPROVAL_SIGNING_KEY, never a default."""
+    for name in ("api", "worker"):
+        env = _environment(_service(name))
+        required = _REQUIRED.fullmatch(env.get("APPROVAL_SIGNING_KEY", ""))
+        assert required and required["name"] == "APPROVAL_SIGNING_KEY", name
+        assert "APPROVAL_SIGNING_KEY" in required["message"]
+        denied = {entry.split(":")[0] for entry in env["EGRESS_DENY"].split(",")}
+        assert {"temporal", "temporal-ui", "api", "postgresql"} <= denied, name
+    assert _environment(_service("temporal-ui"))["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+
+
+def test_the_api_refuses_every_interface_without_tokens(tmp_path: Path) -> None:
+    """Why compose requires API_TOKENS: without them the API will not listen beyond loopback."""
+    env = {**os.environ, "API_HOST": "0.0.0.0", "API_TOKENS": "", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow_engine", "api"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "refusing to serve on 0.0.0.0 without authentication" in result.stdout + result.stderr
 
 
 def test_depends_on_conditions() -> None:

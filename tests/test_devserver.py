@@ -39,6 +39,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}",
         "TEMPORAL_UI_PORT": str(_free_port()),
+        "TEMPORAL_HTTP_PORT": str(_free_port()),
         "TEMPORAL_DB_FILE": str(tmp_path / "data" / "temporal.db"),
         "TEMPORAL_TASK_QUEUE": "dev-test",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'engine.db'}",

@@ -37,7 +37,7 @@ def temporal_command(settings: Settings) -> list[str]:
     return [
         temporal_binary(), "server", "start-dev",
         "--ip", host or "127.0.0.1", "--port", port,
-        "--ui-port", str(settings.temporal_ui_port),
+        "--ui-port", str(settings.temporal_ui_port), "--http-port", str(settings.temporal_http_port),
         "--db-filename", str(settings.temporal_db_file),
         "--namespace", settings.temporal_namespace,
         "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",

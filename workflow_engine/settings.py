@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace for every run.")
     temporal_task_queue: str = Field("workflow-engine", description="Task queue the worker polls.")
     temporal_ui_port: int = Field(8080, description="Port of the Temporal Web UI (dev server).")
+    temporal_http_port: int = Field(7243, description="Port of the dev server's Temporal HTTP API (`make run`).")
     temporal_tls: bool = Field(False, description="Use TLS to reach Temporal (Temporal Cloud).")
     temporal_api_key: str | None = Field(None, description="API key for Temporal Cloud.")
     temporal_db_file: Path = Field(
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
         256 * 1024, ge=0, description="Payloads (e.g. task outputs) over this size are stored in the database."
     )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
+    python_modules: str = Field(
+        "",
+        description="Comma-separated installed modules or packages (with their submodules) `python` tasks may call "
+        "besides those in WORKFLOWS_DIR and PLUGINS; os, subprocess, builtins and the like are refused anyway.",
+    )
     fan_out_batch_size: int = Field(
         1000, ge=1, le=2000, description="A `for_each` over more items runs in child workflows of this many items."
     )
@@ -67,9 +73,34 @@ class Settings(BaseSettings):
     )
     api_url: str | None = Field(None, description="API base URL the CLI talks to (default: from API_HOST/API_PORT).")
     api_token: str | None = Field(None, description="Bearer token the CLI sends to the API.")
+    approval_signing_key: str | None = Field(
+        None, description="Shared secret the API signs approval decisions with and workers verify (HMAC-SHA256)."
+    )
+    approval_signing_key_file: Path = Field(
+        Path("./data/approval-signing.key"),
+        description="Where the signing key is kept (created on first use) when APPROVAL_SIGNING_KEY is unset.",
+    )
+    egress_deny: str = Field(
+        "",
+        description="More `host:port` (or `host:*`) our infrastructure listens on, never reachable by "
+        "`http_request` whatever HTTP_ALLOWLIST says (Temporal, its UI and HTTP API, the API and the database "
+        "are always included).",
+    )
     api_tokens: str = Field(
         "",
         description="Comma-separated `user:role+role:token` entries; empty = local mode (loopback only, no auth).",
+    )
+    api_max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads (413 beyond, refused without reading it whole); YAML "
+        "definitions have their own 1 MiB cap.",
+    )
+    api_max_json_depth: int = Field(
+        64, ge=2, le=256, description="Deepest nesting of arrays and objects in a JSON request body (422 beyond)."
+    )
+    api_docs_enabled: bool = Field(
+        True, description="Serve `/docs`, `/redoc` and `/openapi.json` (open without a token, like `/health`)."
     )
 
     @field_validator("worker_activity_concurrency")
@@ -79,6 +110,15 @@ class Settings(BaseSettings):
             kind, sep, limit = entry.partition("=")
             if not sep or not kind.strip() or not limit.strip().isdigit() or int(limit) < 1:
                 raise ValueError(f"{entry!r} is not `kind=N` with N >= 1 (e.g. shell=2,http_request=50)")
+        return value
+
+    @field_validator("egress_deny")
+    @classmethod
+    def _endpoints(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not (port == "*" or port.isdigit()):
+                raise ValueError(f"{entry!r} is not `host:port` or `host:*` (e.g. temporal-ui:8080,api:8000)")
         return value
 
     @property
@@ -108,6 +148,11 @@ class Settings(BaseSettings):
     def plugin_modules(self) -> list[str]:
         """Return the plugin module names."""
         return [entry.strip() for entry in self.plugins.split(",") if entry.strip()]
+
+    @property
+    def python_module_names(self) -> list[str]:
+        """Return the module names of PYTHON_MODULES."""
+        return [entry.strip() for entry in self.python_modules.split(",") if entry.strip()]
 
 
 def _secrets_file(path: Path) -> dict[str, str]:

@@ -18,11 +18,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import workflow_engine.engine
 from workflow_engine.audit import AuditActivities
 from workflow_engine.engine import BuiltinActivities, Interpreter, connect
+from workflow_engine.engine.calls import FunctionRunner
 from workflow_engine.engine.client import ensure_search_attributes
 from workflow_engine.engine.http import HttpActivities
+from workflow_engine.engine.modules import configured_modules
 from workflow_engine.engine.options import activity_queue
 from workflow_engine.engine.secrets import SecretsInterceptor
 from workflow_engine.engine.shell import ShellActivities
+from workflow_engine.engine.signing import ApprovalVerifier
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import as_activity, discover
 from workflow_engine.settings import Settings
@@ -89,6 +92,17 @@ class EngineWorker(Worker):
                 await close()
 
 
+def user_function_threads(settings: Settings, kinds: Sequence[str]) -> int:
+    """Return how many sync user functions (`python`, plugins) one worker process may run at once.
+
+    Each such activity holds a slot of the main worker (WORKER_MAX_CONCURRENT_ACTIVITIES, shared by every
+    kind) or of its kind's own worker (its WORKER_ACTIVITY_CONCURRENCY limit), so one thread per slot of
+    those workers means no call ever waits for a thread while its timeout runs. Threads start on demand.
+    """
+    default, limits = settings.worker_max_concurrent_activities, settings.activity_concurrency
+    return default + sum(limits.get(kind, default) for kind in kinds)
+
+
 def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> EngineWorker:
     """Return a worker for the interpreter workflow and every activity, with one worker per remote activity kind.
 
@@ -106,12 +120,14 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     """
     queue = task_queue or settings.temporal_task_queue
     audit, payloads = AuditActivities(settings), DatabasePayloadStore(settings.database_url)
-    builtin = BuiltinActivities(settings.workflows_dir)
+    plugins = discover(settings)
+    runner = FunctionRunner(user_function_threads(settings, ("python", *(item.name for item in plugins))))
+    builtin = BuiltinActivities(settings.workflows_dir, runner=runner, python_modules=configured_modules(settings))
     remote: dict[str, Callable[..., Any]] = {
         "python": builtin.python,
         "http_request": HttpActivities(settings).http_request,
         "shell": ShellActivities(settings).shell,
-        **{item.name: as_activity(item) for item in discover(settings)},
+        **{item.name: as_activity(item, runner) for item in plugins},
     }
     limits = settings.activity_concurrency
     unknown = sorted(set(limits) - set(remote))
@@ -138,14 +154,14 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         client,
         task_queue=queue,
         workflows=[Interpreter],
-        activities=[builtin.log, audit.record_approval, *remote.values()],
+        activities=[builtin.log, audit.record_approval, ApprovalVerifier(settings).verify_approval, *remote.values()],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
         interceptors=interceptors,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         kind_workers=kind_workers,
-        closers=(audit.close, payloads.close),
+        closers=(audit.close, payloads.close, runner.close),
     )
 
 

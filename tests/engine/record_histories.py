@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine import RunInput, start_execution
+from workflow_engine.engine.signing import sign
 from workflow_engine.engine.types import FAN_OUT_BATCH, SEARCH_ATTRIBUTES, ChildDefinition
 from workflow_engine.settings import Settings
 from workflow_engine.storage import upgrade_database
@@ -37,6 +38,7 @@ HISTORIES = Path(__file__).parent / "histories"
 # More events than any scenario but `continue_as_new` makes (the largest has 30).
 CONTINUE_AS_NEW_AFTER = 40
 TASK_QUEUE = "wfe-replay"
+SIGNING_KEY = b"recorder-key"
 IDENTITY = "wfe-recorder"
 
 Handle = WorkflowHandle[Any, Any]
@@ -67,12 +69,28 @@ async def _wait_for_approval(handle: Handle, task_id: str) -> None:
     raise RuntimeError(f"{handle.id}: task {task_id} never waited for approval")
 
 
+def _signed(handle: Handle, payload: dict[str, Any]) -> dict[str, Any]:
+    """Sign a decision as the API does (the recorder's worker holds SIGNING_KEY)."""
+    return sign(SIGNING_KEY, {**payload, "execution_id": handle.id})
+
+
 async def _approve(handle: Handle) -> None:
     await _wait_for_approval(handle, "sign_off")
     await handle.signal("approval", {"task_id": "sign_off", "decision": "approve", "approver": "mallory"})
     await handle.execute_update(
-        "approve", {"task_id": "sign_off", "decision": "approve", "approver": "alice", "comment": "ok"}
+        "approve", _signed(handle, {"task_id": "sign_off", "decision": "approve", "approver": "alice", "comment": "ok"})
     )
+
+
+async def _approve_signed(handle: Handle) -> None:
+    """A forged signal naming a listed approver (ignored), a signed decision, then an unverified one elsewhere."""
+    await _wait_for_approval(handle, "sign_off")
+    await handle.signal("approval", {"task_id": "sign_off", "decision": "approve", "approver": "alice", "via": "api"})
+    await handle.execute_update(
+        "approve", _signed(handle, {"task_id": "sign_off", "decision": "approve", "approver": "bob", "roles": []})
+    )
+    await _wait_for_approval(handle, "anyone")
+    await handle.execute_update("approve", {"task_id": "anyone", "decision": "approve", "approver": "zed"})
 
 
 async def _reject(handle: Handle) -> None:
@@ -231,6 +249,13 @@ tasks:
     ),
     "approval_approve": Scenario(APPROVAL, "completed", drive=_approve),
     "approval_reject": Scenario(APPROVAL, "failed", drive=_reject),
+    "approval_signed": Scenario(
+        APPROVAL.replace(
+            "  - id: after\n", "  - id: anyone\n    type: approval\n    config: {message: anyone}\n  - id: after\n"
+        ),
+        "completed",
+        drive=_approve_signed,
+    ),
     "on_failure": Scenario(
         """
 name: replay-on-failure
@@ -367,6 +392,7 @@ async def main(names: list[str]) -> None:
                 temporal_task_queue=TASK_QUEUE,
                 workflows_dir=workflows_dir,
                 database_url=database_url,
+                approval_signing_key=SIGNING_KEY.decode(),
             )
             HISTORIES.mkdir(exist_ok=True)
             async with build_worker(env.client, settings):

@@ -1,7 +1,8 @@
 """Approval tasks in the interpreter on a real Temporal server: waiting, deciding, refusing, timing out.
 
-Decisions go through the `approve` update (validator refusals carry a stable `type` code) or the `approval`
-signal (refusals are recorded in the `status` query's `ignored_signals`). Approval timeouts run on the
+Decisions go through the `approve` update (validator refusals carry a stable `type` code), signed with the
+key the API and workers share as the API does, or unsigned and unverified, or the `approval` signal
+(unverified; refusals are recorded in the `status` query's `ignored_signals`). Approval timeouts run on the
 time-skipping test server, so a 48-hour deadline passes in milliseconds.
 """
 
@@ -25,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine import RunInput, describe_execution, start_execution
+from workflow_engine.engine.signing import sign, signature
 from workflow_engine.engine.types import SA_WAITING_APPROVAL, SEARCH_ATTRIBUTES
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
@@ -89,7 +91,7 @@ async def start(client: Client, settings: Settings) -> AsyncIterator[Starter]:
         )
         return client.get_workflow_handle(execution_id)
 
-    async with build_worker(client, settings):
+    async with build_worker(client, settings.model_copy(update={"approval_signing_key": KEY.decode()})):
         yield run
 
 
@@ -111,9 +113,22 @@ async def _waiting_flag(handle: Handle) -> bool | None:
     return (await handle.describe()).typed_search_attributes.get(SA_WAITING_APPROVAL)
 
 
-async def _refused(handle: Handle, payload: dict[str, Any]) -> ApplicationError:
+KEY = b"test-key"  # the `start` fixture's worker verifies with this key
+
+
+def _signed(handle: Handle, payload: dict[str, Any], key: bytes = KEY) -> dict[str, Any]:
+    return sign(key, {**payload, "execution_id": handle.id})
+
+
+async def _approve(handle: Handle, payload: dict[str, Any]) -> dict[str, Any]:
+    """Send a decision as the API does: signed for this run."""
+    state: dict[str, Any] = await handle.execute_update("approve", _signed(handle, payload))
+    return state
+
+
+async def _refused(handle: Handle, payload: dict[str, Any], *, signed: bool = True) -> ApplicationError:
     with pytest.raises(WorkflowUpdateFailedError) as caught:
-        await handle.execute_update("approve", payload)
+        await handle.execute_update("approve", _signed(handle, payload) if signed else payload)
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError)
     return cause
@@ -135,10 +150,10 @@ async def test_run_waits_for_approval_and_the_update_approves(start: Starter, cl
     assert described["status"] == "waiting_approval"
     assert await _waiting_flag(handle) is True
 
-    state = await handle.execute_update("approve", _decide("alice", comment="fine by me"))
+    state = await _approve(handle, _decide("alice", comment="fine by me"))
     assert state["id"] == "manager" and state["status"] == "completed"
     assert [(a["approver"], a["decision"], a["comment"], a["via"]) for a in state["approvals"]] == [
-        ("alice", "approve", "fine by me", "update")
+        ("alice", "approve", "fine by me", "api")
     ]
     result = await handle.result()
     assert result["decision"] == "approve" and result["timed_out"] is False
@@ -165,13 +180,13 @@ async def test_update_validator_refuses_invalid_decisions(start: Starter) -> Non
         assert cause.type == code, (payload, cause.message)
     assert (await _task(handle, "manager"))["approvals"] == []
 
-    state = await handle.execute_update("approve", _decide("erin", roles=["finance"]))  # role:finance matches
+    state = await _approve(handle, _decide("erin", roles=["finance"]))  # role:finance matches
     assert state["status"] == "completed"
     second = await _wait_until(handle, "second", "waiting_approval")
     assert second["message"] == "A second look"
     cause = await _refused(handle, _decide("alice"))  # manager is decided now
     assert cause.type == "not_waiting" and "completed" in cause.message
-    await handle.execute_update("approve", _decide("zed", task_id="second"))  # no approvers listed: anyone
+    await _approve(handle, _decide("zed", task_id="second"))  # no approvers listed: anyone
     assert (await handle.result())["approvals"][0]["approver"] == "erin"
     history = await handle.fetch_history()
     accepted = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
@@ -181,7 +196,7 @@ async def test_update_validator_refuses_invalid_decisions(start: Starter) -> Non
 async def test_self_approval_is_allowed_unless_disabled(start: Starter) -> None:
     handle = await start(_expense().replace("allow_self_approval: false", "allow_self_approval: true"), {"amount": 1})
     await _wait_until(handle, "manager", "waiting_approval")
-    state = await handle.execute_update("approve", _decide("dana"))
+    state = await _approve(handle, _decide("dana"))
     assert state["status"] == "completed"
     await handle.result()
 
@@ -189,12 +204,12 @@ async def test_self_approval_is_allowed_unless_disabled(start: Starter) -> None:
 async def test_n_of_m_needs_distinct_approvers(start: Starter) -> None:
     handle = await start(_expense(required=2), {"amount": 5000})
     await _wait_until(handle, "manager", "waiting_approval")
-    first = await handle.execute_update("approve", _decide("alice"))
+    first = await _approve(handle, _decide("alice"))
     assert first["status"] == "waiting_approval" and len(first["approvals"]) == 1
     cause = await _refused(handle, _decide("alice"))
     assert cause.type == "duplicate"
     assert (await _task(handle, "manager"))["status"] == "waiting_approval"
-    second = await handle.execute_update("approve", _decide("bob"))
+    second = await _approve(handle, _decide("bob"))
     assert second["status"] == "completed"
     result = await handle.result()
     assert [a["approver"] for a in result["approvals"]] == ["alice", "bob"]
@@ -203,8 +218,8 @@ async def test_n_of_m_needs_distinct_approvers(start: Starter) -> None:
 async def test_a_rejection_fails_the_run(start: Starter, client: Client) -> None:
     handle = await start(_expense(required=2), {"amount": 5000})
     await _wait_until(handle, "manager", "waiting_approval")
-    await handle.execute_update("approve", _decide("alice"))
-    state = await handle.execute_update("approve", _decide("bob", "reject", comment="too much"))
+    await _approve(handle, _decide("alice"))
+    state = await _approve(handle, _decide("bob", "reject", comment="too much"))
     assert state["status"] == "rejected"
     with pytest.raises(WorkflowFailureError):
         await handle.result()
@@ -218,26 +233,69 @@ async def test_a_rejection_fails_the_run(start: Starter, client: Client) -> None
     assert await _waiting_flag(handle) is False
 
 
-async def test_signal_decisions_work_and_invalid_signals_are_recorded(start: Starter) -> None:
-    handle = await start(_expense(), {"amount": 42})
+async def test_signal_decisions_work_where_allowed_and_invalid_signals_are_recorded(start: Starter) -> None:
+    handle = await start(_expense().replace("timeout: 1h", "timeout: 1h\n      allow_unverified: true"), {"amount": 42})
     await _wait_until(handle, "manager", "waiting_approval")
     await handle.signal("approval", _decide("mallory"))
     await handle.signal("approval", _decide("bob", task_id="nope"))
     await handle.signal("approval", "not even an object")
+    await handle.signal("approval", _decide("mallory", roles=["finance"]))  # a signal cannot claim a role
     state = await handle.query("status")
     reasons = [ignored["reason"] for ignored in state["ignored_signals"]]
-    assert len(reasons) == 3
+    assert len(reasons) == 4
     assert "'mallory' is not an approver" in reasons[0]
     assert "unknown approval task 'nope'" in reasons[1]
     assert state["ignored_signals"][2]["payload"] == "not even an object"
+    assert "'mallory' is not an approver" in reasons[3]
     assert (await _task(handle, "manager"))["status"] == "waiting_approval"
 
-    await handle.signal("approval", _decide("bob", comment="via signal"))
+    await handle.signal("approval", _decide("bob", comment="via signal", via="api", verified=True))
     result = await handle.result()
     assert result["decision"] == "approve"
-    assert [(a["approver"], a["via"]) for a in result["approvals"]] == [("bob", "signal")]
+    assert [(a["approver"], a["via"], a["verified"]) for a in result["approvals"]] == [("bob", "signal", False)]
     history = await handle.fetch_history()
     assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+
+async def test_forged_decisions_are_refused(start: Starter) -> None:
+    """Only the API's signature proves who decides: signals and unsigned updates are unverified names."""
+    handle = await start(_expense(second=True), {"amount": 42})
+    await _wait_until(handle, "manager", "waiting_approval")
+    # a listed approver's name in a signal, or in an update claiming to come from the API, proves nothing
+    await handle.signal("approval", _decide("alice"))
+    ignored = (await handle.query("status"))["ignored_signals"]
+    assert len(ignored) == 1 and "must come through the API" in ignored[0]["reason"]
+    cause = await _refused(handle, _decide("alice", via="api", roles=["finance"]), signed=False)
+    assert cause.type == "unverified"
+    # a signed decision edited after signing, signed for another run, or with another key
+    tampered = {**_signed(handle, _decide("mallory")), "approver": "alice"}
+    other_run = sign(KEY, {**_decide("alice"), "execution_id": "another-run"})
+    wrong_key = _signed(handle, _decide("alice"), key=b"guessed")
+    for payload in (tampered, other_run, wrong_key):
+        with pytest.raises(WorkflowUpdateFailedError) as caught:
+            await handle.execute_update("approve", payload)
+        assert isinstance(caught.value.cause, ApplicationError)
+        assert caught.value.cause.type == "invalid_signature", caught.value.cause.message
+    assert (await _task(handle, "manager"))["approvals"] == []
+
+    state = await _approve(handle, _decide("alice"))
+    assert [(a["via"], a["verified"]) for a in state["approvals"]] == [("api", True)]
+    # a task without an approvers list takes an unverified decision, recorded as such
+    await _wait_until(handle, "second", "waiting_approval")
+    state = await handle.execute_update("approve", _decide("zed", task_id="second", via="api"))
+    assert [(a["approver"], a["via"], a["verified"]) for a in state["approvals"]] == [("zed", "update", False)]
+    await handle.result()
+
+
+async def test_a_stale_signature_is_refused(start: Starter) -> None:
+    handle = await start(_expense(), {"amount": 42})
+    await _wait_until(handle, "manager", "waiting_approval")
+    payload = {**_decide("alice"), "execution_id": handle.id, "issued_at": "2020-01-01T00:00:00+00:00"}
+    payload["signature"] = signature(KEY, payload)  # genuine, but issued long ago (e.g. copied from a history)
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update("approve", payload)
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert "expired" in caught.value.cause.message
 
 
 async def test_a_failure_elsewhere_cancels_a_waiting_approval_and_clears_the_flag(start: Starter) -> None:

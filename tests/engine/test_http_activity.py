@@ -16,7 +16,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from workflow_engine.engine.egress import EgressDenied, EgressPolicy, non_public_reason
+from workflow_engine.engine.egress import (
+    EgressDenied,
+    EgressPolicy,
+    infrastructure_of,
+    non_public_reason,
+    parse_endpoint,
+)
 from workflow_engine.engine.http import HttpActivities
 from workflow_engine.engine.types import ActivityInput
 from workflow_engine.settings import Settings
@@ -314,3 +320,45 @@ async def test_egress_policy_resolves_literals_and_checks_schemes() -> None:
     assert await EgressPolicy([]).check_url("https://93.184.216.34/x") == [ip_address("93.184.216.34")]
     with pytest.raises(EgressDenied, match="scheme"):
         await EgressPolicy([]).check_url("gopher://93.184.216.34/")
+
+
+async def test_our_own_infrastructure_is_never_reachable_whatever_the_allowlist(base_url: str) -> None:
+    port = int(base_url.rsplit(":", 1)[1])
+    wide_open = "localhost,127.0.0.0/8,::1/128,0.0.0.0/0,::/0"
+    # the test server plays the API: every address of this machine on that port is refused, allowlisted or not
+    acts = _acts(http_allowlist=wide_open, api_host="0.0.0.0", api_port=port)
+    for url in (f"{base_url}/json", f"http://localhost:{port}/json", f"http://127.0.0.2:{port}/json"):
+        error = await _error({"url": url}, acts)
+        assert error.type == "EgressDenied" and error.non_retryable, url
+        assert "the workflow-engine API of this deployment" in error.message
+    # a redirect from an allowed server to our infrastructure is refused too
+    bounce = _acts(http_allowlist=wide_open, temporal_address="127.0.0.1:7233")
+    error = await _error({"url": f"{base_url}/redirect?to=http://127.0.0.1:7233/"}, bounce)
+    assert error.type == "EgressDenied" and "the Temporal frontend" in error.message
+    assert (await _run({"url": f"{base_url}/json"}, bounce))["status_code"] == 200  # other loopback ports work
+
+
+async def test_infrastructure_endpoints_come_from_the_settings() -> None:
+    settings = Settings(
+        _env_file=None,
+        temporal_address="127.0.0.1:7233",
+        temporal_ui_port=8080,
+        temporal_http_port=7243,
+        api_host="127.0.0.1",
+        api_port=8000,
+        database_url="postgresql+asyncpg://u:p@127.0.0.1/db",
+        egress_deny="10.1.2.3:*,[fd00::9]:9000",
+    )
+    infrastructure = infrastructure_of(settings)
+    named = {(e.host, e.port, e.what) for e in infrastructure.endpoints}
+    assert {("127.0.0.1", 7233, "the Temporal frontend"), ("127.0.0.1", 8080, "the Temporal UI"),
+            ("127.0.0.1", 7243, "the Temporal HTTP API"), ("127.0.0.1", 8000, "the workflow-engine API"),
+            ("127.0.0.1", 5432, "the database"), ("10.1.2.3", None, "listed in EGRESS_DENY"),
+            ("fd00::9", 9000, "listed in EGRESS_DENY")} <= named  # fmt: skip
+    for address, port, ours in (
+        ("127.0.0.1", 8080, True), ("127.9.9.9", 5432, True), ("::1", 7243, True), ("10.1.2.3", 1, True),
+        ("fd00::9", 9000, True), ("fd00::9", 9001, False), ("127.0.0.1", 8081, False), ("10.1.2.4", 80, False),
+    ):  # fmt: skip
+        assert (await infrastructure.match(ip_address(address), port) is not None) is ours, (address, port)
+    with pytest.raises(ValueError, match="host:port"):
+        parse_endpoint("10.0.0.1", "x")

@@ -1,10 +1,11 @@
 """Replay recorded histories through the interpreter: nondeterministic changes to it fail here.
 
 `tests/engine/histories/` holds one real run per construct (sequential, DAG, for_each, for_each in batch
-children and one such child, set, sleep, approval approved and rejected, on_failure, child workflow,
-continue_on_error, and the first run of one that continued as new). Each is replayed with the sandboxed
-runner the worker uses; a change to the interpreter that would break executions already in flight (a
-different command sequence for the same history) makes its replay fail.
+children and one such child, set, sleep, approval approved and rejected (recorded before signed approvals,
+so they replay the `wfe-signed-approvals` patch's old branch), approval decided by signed and unverified
+decisions, on_failure, child workflow, continue_on_error, and the first run of one that continued as new).
+Each is replayed with the sandboxed runner the worker uses; a change to the interpreter that would break
+executions already in flight (a different command sequence for the same history) makes its replay fail.
 
 When a change is deliberate and running executions are handled (drained, or patched with
 `workflow.patched`), re-record the histories from the repository root and commit them:

@@ -185,6 +185,8 @@ class ApprovalConfig(_Closed):
     approvers: list[str] | None = Field(None, min_length=1)
     required_approvals: int = Field(1, ge=1, le=100)
     allow_self_approval: bool = True
+    # accept decisions sent straight to Temporal (signal, unsigned update) although `approvers` lists who may decide
+    allow_unverified: bool = False
     timeout: Duration | None = None
     on_timeout: Literal["reject", "approve", "fail"] = "reject"
 

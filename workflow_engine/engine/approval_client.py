@@ -18,6 +18,10 @@ from workflow_engine.errors import (
     ValidationFailedError,
 )
 
+from .client import temporal_error
+from .signing import sign, signing_key
+
+__all__ = ["pending_approvals", "send_decision", "signing_key"]
 from .types import APPROVE_UPDATE, SA_WAITING_APPROVAL, STATUS_QUERY
 
 _REFUSALS: dict[str, type[EngineError]] = {
@@ -27,12 +31,21 @@ _REFUSALS: dict[str, type[EngineError]] = {
     "invalid_decision": ValidationFailedError,
     "not_allowed": ForbiddenError,
     "self_approval": ForbiddenError,
+    "unverified": ForbiddenError,
 }
 UPDATE_TIMEOUT = timedelta(seconds=15)
 
 
-async def send_decision(client: Client, execution_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Deliver a decision through the `approve` update and return the task's new state."""
+async def send_decision(client: Client, execution_id: str, payload: dict[str, Any], *, key: bytes) -> dict[str, Any]:
+    """Sign a decision the API has authenticated, deliver it through the `approve` update, return the task's state.
+
+    Raises:
+        NotFoundError: The run or task is unknown.
+        ConflictError: The run is closed, the task is not waiting, or the approver already decided.
+        ForbiddenError: The approver may not decide, or the workers do not share the API's signing key.
+        UnavailableError: Temporal or every worker is unreachable.
+    """
+    payload = sign(key, {**payload, "execution_id": execution_id})
     handle = client.get_workflow_handle(execution_id)
     try:
         description = await handle.describe()
@@ -49,11 +62,16 @@ async def send_decision(client: Client, execution_id: str, payload: dict[str, An
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
             raise _REFUSALS[cause.type](cause.message) from None
+        if isinstance(cause, ApplicationError) and cause.type == "invalid_signature":
+            raise ForbiddenError(
+                f"the worker did not accept the API's signature ({cause.message}); the API and every worker must "
+                "share APPROVAL_SIGNING_KEY (or APPROVAL_SIGNING_KEY_FILE)"
+            ) from None
         raise ConflictError(f"decision refused: {getattr(cause, 'message', cause)}") from None
     except RPCError as exc:
         if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
             raise UnavailableError("no worker answered the decision in time; is a worker running?") from None
-        raise
+        raise temporal_error(client, exc, execution_id) from None
     return result
 
 
@@ -61,7 +79,11 @@ async def pending_approvals(client: Client, *, limit: int = 200) -> list[dict[st
     """Return every task waiting for approval across running executions (the inbox)."""
     query = f"{SA_WAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
     inbox: list[dict[str, Any]] = []
-    async for execution in client.list_workflows(query, limit=limit):
+    try:
+        executions = [execution async for execution in client.list_workflows(query, limit=limit)]
+    except RPCError as exc:
+        raise temporal_error(client, exc) from None
+    for execution in executions:
         try:
             state = await client.get_workflow_handle(execution.id).query(STATUS_QUERY, rpc_timeout=timedelta(seconds=5))
         except Exception:  # noqa: BLE001 - a run that cannot answer now is left out of this page

@@ -14,7 +14,9 @@ def check(
 ) -> tuple[str, str] | None:
     """Return (code, reason) when `decision` cannot be accepted for this task state, else None.
 
-    Codes: unknown_task, not_waiting, invalid_decision, not_allowed, duplicate, self_approval.
+    Codes: unknown_task, not_waiting, invalid_decision, unverified, not_allowed, duplicate, self_approval.
+    An unverified decision (a signal or an update the API did not sign) names an approver nobody proved, so a
+    task with an `approvers` list refuses it unless it sets `allow_unverified: true`.
     """
     task_id = getattr(decision, "task_id", None)
     if state is None or config is None:
@@ -26,6 +28,11 @@ def check(
     approver = getattr(decision, "approver", None)
     if not isinstance(approver, str) or not approver:
         return "invalid_decision", "approver is required"
+    if getattr(decision, "verified", None) is False and config.approvers is not None and not config.allow_unverified:
+        return "unverified", (
+            f"task {task_id!r} lists its approvers, so a decision must come through the API, which proves who sends "
+            "it; a signal or an unsigned update is not accepted (the task can set allow_unverified: true)"
+        )
     if not allowed(config, approver, list(getattr(decision, "roles", []) or [])):
         return "not_allowed", f"{approver!r} is not an approver of task {task_id!r}"
     if any(given["approver"] == approver for given in state.get("approvals", [])):

@@ -16,7 +16,8 @@ from temporalio.exceptions import ApplicationError
 
 from ..dsl.model import Duration
 from ..settings import Settings
-from .egress import EgressDenied, EgressPolicy, HostResolutionError, IPAddress
+from .egress import EgressDenied, EgressPolicy, HostResolutionError, IPAddress, infrastructure_of
+from .heartbeat import heartbeating
 from .types import ActivityInput, ActivityResult
 
 MAX_REDIRECTS = 10
@@ -188,7 +189,7 @@ class HttpActivities:
     def __init__(self, settings: Settings) -> None:
         """Build the egress policy from `settings.http_allowlist_entries`."""
         self.settings = settings
-        self.policy = EgressPolicy(settings.http_allowlist_entries)
+        self.policy = EgressPolicy(settings.http_allowlist_entries, infrastructure_of(settings))
         self.max_response_bytes = settings.http_max_response_bytes
 
     @activity.defn(name="http_request")
@@ -197,7 +198,7 @@ class HttpActivities:
         config = HttpRequestConfig.parse(task.config)
         where = f"{config.method} {_safe_url(config.url)}"
         try:
-            async with asyncio.timeout(config.timeout):
+            async with asyncio.timeout(config.timeout), heartbeating():
                 async with httpx.AsyncClient(
                     follow_redirects=False, trust_env=False, timeout=httpx.Timeout(config.timeout)
                 ) as client:

@@ -28,10 +28,13 @@ with workflow.unsafe.imports_passed_through():
         SA_REVISION,
         SA_WAITING_APPROVAL,
         SA_WORKFLOW_NAME,
+        SIGNED_APPROVALS_PATCH,
         STATUS_QUERY,
+        VERIFY_APPROVAL_ACTIVITY,
         ApprovalAudit,
         ApprovalDecision,
         RunInput,
+        SignatureCheck,
     )
 
 _DONE = ("completed", "failed", "rejected", "skipped", "cancelled")
@@ -56,10 +59,15 @@ def _cancel_requested() -> bool:
     return current is not None and current.cancelling() > 0
 
 
-def _decision(payload: Any, via: str) -> ApprovalDecision:
-    """Read a decision payload (a JSON object) leniently; shape problems surface as refusals."""
+def _decision(payload: Any, via: str, verified: bool | None = False) -> ApprovalDecision:
+    """Read a decision payload (a JSON object) leniently; shape problems surface as refusals.
+
+    Only a verified decision (signed by the API) keeps the roles it names; an unverified one keeps just the
+    approver's name, and `via` is ours, never the sender's. `verified=None` reads it as runs did before
+    SIGNED_APPROVALS_PATCH, so their histories replay.
+    """
     data = payload if isinstance(payload, dict) else {}
-    roles = data.get("roles")
+    roles = data.get("roles") if verified is not False else None
     return ApprovalDecision(
         task_id=str(data.get("task_id", "")),
         decision=str(data.get("decision", "")),
@@ -67,7 +75,12 @@ def _decision(payload: Any, via: str) -> ApprovalDecision:
         comment=data.get("comment") if isinstance(data.get("comment"), str) else None,
         roles=[str(r) for r in roles] if isinstance(roles, list) else [],
         via=via,
+        verified=verified,
     )
+
+
+def _signed(payload: Any) -> bool:
+    return isinstance(payload, dict) and "signature" in payload
 
 
 @workflow.defn(dynamic=True)
@@ -115,8 +128,8 @@ class Interpreter(Steps):
 
     @workflow.signal(name=APPROVAL_SIGNAL)
     def approval(self, payload: Any) -> None:
-        """Take a decision sent as a signal; an invalid one is recorded and ignored."""
-        decision = _decision(payload, "signal")
+        """Take a decision sent as a signal (unverified: a name, no roles); an invalid one is recorded and ignored."""
+        decision = _decision(payload, "signal", False if workflow.patched(SIGNED_APPROVALS_PATCH) else None)
         reason = self._refusal(decision)
         if reason is not None:
             workflow.logger.warning("ignored approval signal: %s", reason)
@@ -126,8 +139,28 @@ class Interpreter(Steps):
 
     @workflow.update(name=APPROVE_UPDATE)
     async def approve(self, payload: Any) -> dict[str, Any]:
-        """Take a decision synchronously; answer once it is audited or has decided the task."""
-        decision = _decision(payload, str(payload.get("via", "update")) if isinstance(payload, dict) else "update")
+        """Take a decision synchronously; answer once it is audited or has decided the task.
+
+        A signed decision (from the API) is checked by the `verify_approval` activity, which holds the key; an
+        unsigned one is an unverified decision, like a signal.
+        """
+        if not workflow.patched(SIGNED_APPROVALS_PATCH):
+            decision = _decision(payload, str(payload.get("via", "update")) if isinstance(payload, dict) else "update",
+                                 None)  # fmt: skip
+        elif _signed(payload):
+            verdict = await workflow.execute_local_activity(
+                VERIFY_APPROVAL_ACTIVITY, payload, result_type=SignatureCheck,
+                start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="verify approval signature",
+            )  # fmt: skip
+            if not verdict.valid:
+                raise ApplicationError(verdict.reason or "invalid signature", type="invalid_signature",
+                                       non_retryable=True)  # fmt: skip
+            decision = _decision(payload, "api", True)
+            self._refuse_update(decision)  # the task may have changed while the signature was checked
+        else:
+            decision = _decision(payload, "update", False)
+            self._refuse_update(decision)
         self._record(decision)
         state = self.tasks[decision.task_id]
         position = len(state["approvals"])
@@ -138,7 +171,10 @@ class Interpreter(Steps):
 
     @approve.validator
     def _validate_approve(self, payload: Any) -> None:
-        decision = _decision(payload, "update")
+        # a signed payload is judged on what it claims here and proven in the handler; the rest is unverified
+        self._refuse_update(_decision(payload, "update", True if _signed(payload) else False))
+
+    def _refuse_update(self, decision: ApprovalDecision) -> None:
         config = self._approval_config(decision.task_id)
         state = self.tasks.get(decision.task_id) if config is not None else None
         found = check(state, config, decision, self.run_input.started_by)
@@ -157,10 +193,13 @@ class Interpreter(Steps):
         return refusal(state, config, decision, self.run_input.started_by)
 
     def _record(self, decision: ApprovalDecision) -> None:
-        self.tasks[decision.task_id].setdefault("approvals", []).append(
-            {"approver": decision.approver, "decision": decision.decision, "comment": decision.comment,
-             "at": workflow.now().isoformat(), "via": decision.via}
-        )  # fmt: skip
+        entry: dict[str, Any] = {
+            "approver": decision.approver, "decision": decision.decision, "comment": decision.comment,
+            "at": workflow.now().isoformat(), "via": decision.via,
+        }  # fmt: skip
+        if decision.verified is not None:
+            entry["verified"] = decision.verified
+        self.tasks[decision.task_id].setdefault("approvals", []).append(entry)
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:

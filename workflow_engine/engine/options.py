@@ -10,6 +10,9 @@ from temporalio.common import RetryPolicy as TemporalRetryPolicy
 from workflow_engine.dsl.model import ActivityTask, Defaults, RetryPolicy
 
 DEFAULT_TASK_TIMEOUT = timedelta(minutes=5)
+# Our remote activities heartbeat every second or two while they run, so a task of a worker that died is retried
+# after this long instead of after its whole start-to-close timeout (`timeouts.heartbeat` overrides it).
+DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=1), backoff_coefficient=2.0)
 # Built-ins cheap enough to run as local activities: no task-queue round trip per step.
 LOCAL_ACTIVITY_TYPES = ("log",)
@@ -57,7 +60,7 @@ def activity_options(task: ActivityTask, defaults: Defaults) -> ActivityOptions:
     return ActivityOptions(
         start_to_close_timeout=start_to_close,
         schedule_to_close_timeout=schedule_to_close,
-        heartbeat_timeout=timeouts.heartbeat if timeouts else None,
+        heartbeat_timeout=(timeouts.heartbeat if timeouts else None) or DEFAULT_HEARTBEAT_TIMEOUT,
         retry_policy=temporal_retry(policy),
         task_queue=task.task_queue,
     )

@@ -204,7 +204,7 @@ def _heartbeat(*details: Any) -> None:
 class ShellActivities:
     """Holds the settings the `shell` activity needs; its bound methods are the activities."""
 
-    def __init__(self, settings: Settings, *, heartbeat_interval: float = 5.0, kill_grace: float = 2.0) -> None:
+    def __init__(self, settings: Settings, *, heartbeat_interval: float = 2.0, kill_grace: float = 2.0) -> None:
         """Remember the settings, how often to heartbeat and how long SIGTERM gets before SIGKILL."""
         self.settings = settings
         self.heartbeat_interval = heartbeat_interval

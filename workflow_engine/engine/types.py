@@ -11,6 +11,9 @@ STATUS_QUERY = "status"
 APPROVAL_SIGNAL = "approval"
 APPROVE_UPDATE = "approve"
 RECORD_APPROVAL_ACTIVITY = "record_approval"
+VERIFY_APPROVAL_ACTIVITY = "verify_approval"
+# Runs that reached this marker take decisions as signed (API) or unverified (signal, unsigned update) ones.
+SIGNED_APPROVALS_PATCH = "wfe-signed-approvals"
 
 # Search attributes, so runs can be filtered in the Temporal UI and by the API.
 SA_WORKFLOW_NAME = SearchAttributeKey.for_keyword("WfeWorkflowName")
@@ -86,6 +89,17 @@ class ApprovalDecision:
     comment: str | None = None
     roles: list[str] = field(default_factory=list)
     via: str = "signal"
+    # True: signed by the API (identity and roles proven); False: sent straight to Temporal, only the name is
+    # known; None: a run from before signed approvals (SIGNED_APPROVALS_PATCH), judged as it was then
+    verified: bool | None = None
+
+
+@dataclass
+class SignatureCheck:
+    """What the `verify_approval` activity answers about a signed decision."""
+
+    valid: bool
+    reason: str | None = None
 
 
 @dataclass

@@ -7,10 +7,10 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from workflow_engine.api.auth import Approver
-from workflow_engine.api.deps import TemporalDep
+from workflow_engine.api.deps import SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse
-from workflow_engine.engine.approval_client import pending_approvals, send_decision
+from workflow_engine.engine.approval_client import pending_approvals, send_decision, signing_key
 
 router = APIRouter(tags=["approvals"])
 
@@ -19,18 +19,21 @@ _ERRORS = PROBLEM_RESPONSES
 
 @router.post("/executions/{execution_id}/approvals/{task_id}", response_model=ApprovalResponse, responses=_ERRORS)
 async def decide(
-    execution_id: str, task_id: str, body: ApprovalRequest, caller: Approver, temporal: TemporalDep
-) -> ApprovalResponse:
-    """Approve or reject a waiting task as the authenticated caller (never as a name from the body)."""
+    execution_id: str, task_id: str, body: ApprovalRequest, caller: Approver, temporal: TemporalDep,
+    settings: SettingsDep,
+) -> ApprovalResponse:  # fmt: skip
+    """Approve or reject a waiting task as the authenticated caller (never as a name from the body).
+
+    The decision is signed with the key the workers share, so the run counts it as proven (`via: api`).
+    """
     payload = {
         "task_id": task_id,
         "decision": body.decision,
         "approver": caller.user,
         "comment": body.comment,
         "roles": sorted(caller.roles),
-        "via": "api",
     }
-    task = await send_decision(temporal, execution_id, payload)
+    task = await send_decision(temporal, execution_id, payload, key=signing_key(settings))
     return ApprovalResponse(execution_id=execution_id, task=task)
 
 
