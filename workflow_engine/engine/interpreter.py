@@ -172,7 +172,7 @@ class Interpreter(Steps):
     @approve.validator
     def _validate_approve(self, payload: Any) -> None:
         # a signed payload is judged on what it claims here and proven in the handler; the rest is unverified
-        self._refuse_update(_decision(payload, "update", True if _signed(payload) else False))
+        self._refuse_update(_decision(payload, "update", _signed(payload)))
 
     def _refuse_update(self, decision: ApprovalDecision) -> None:
         config = self._approval_config(decision.task_id)

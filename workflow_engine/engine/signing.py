@@ -34,12 +34,19 @@ def signing_key(settings: Settings) -> bytes:
     if settings.approval_signing_key:
         return settings.approval_signing_key.encode()
     path = Path(settings.approval_signing_key_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # O_EXCL: two processes starting at once both end up reading the one key that was written first
-    with contextlib.suppress(FileExistsError):
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(32))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # written whole under another name, then linked into place: a process racing us reads either no file
+        # or the complete key of whichever process linked first, never a half-written one
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_hex(32))
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            draft.unlink()
     key = path.read_text(encoding="ascii").strip()
     if not key:
         raise ValueError(f"APPROVAL_SIGNING_KEY_FILE {path} is empty; delete it or set APPROVAL_SIGNING_KEY")

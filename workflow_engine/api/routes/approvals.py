@@ -11,6 +11,7 @@ from workflow_engine.api.deps import SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse
 from workflow_engine.engine.approval_client import pending_approvals, send_decision, signing_key
+from workflow_engine.errors import UnavailableError
 
 router = APIRouter(tags=["approvals"])
 
@@ -33,7 +34,11 @@ async def decide(
         "comment": body.comment,
         "roles": sorted(caller.roles),
     }
-    task = await send_decision(temporal, execution_id, payload, key=signing_key(settings))
+    try:
+        key = signing_key(settings)
+    except (OSError, ValueError) as exc:  # an unreadable key file is a setup problem, said plainly
+        raise UnavailableError(f"cannot read the approval signing key: {exc}") from None
+    task = await send_decision(temporal, execution_id, payload, key=key)
     return ApprovalResponse(execution_id=execution_id, task=task)
 
 
