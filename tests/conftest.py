@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,14 +59,41 @@ def workflows_dir(tmp_path: Path) -> Path:
     return path
 
 
+def dsn_from_script(script: Path) -> tuple[str | None, str]:
+    """Run a script that prints `export TEST_POSTGRES_DSN='...'`: (the DSN, or None and why not)."""
+    try:
+        done = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{script.name} did not run: {exc}"
+    match = re.search(r"^export TEST_POSTGRES_DSN='([^']+)'$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or not match:
+        said = done.stderr.strip() or done.stdout.strip()
+        return None, f"{script.name} exited {done.returncode} without a DSN" + (f": {said}" if said else "")
+    return match[1], ""
+
+
+@functools.cache
+def _postgres_from_script() -> tuple[str | None, str]:
+    """Run scripts/test-postgres.sh once per session."""
+    return dsn_from_script(REPO_ROOT / "scripts" / "test-postgres.sh")
+
+
 def postgres_admin_url() -> str:
-    """Return the DSN of the PostgreSQL server used by tests (set by `make test` / `.ci/run`)."""
+    """Return the DSN of the PostgreSQL server used by tests.
+
+    TEST_POSTGRES_DSN when set (`make test`, `.ci/run`); otherwise a bare `pytest` runs
+    scripts/test-postgres.sh once, which starts the machine's PostgreSQL cluster and prints the DSN.
+    """
     dsn = os.environ.get("TEST_POSTGRES_DSN")
+    if dsn:
+        return dsn
+    dsn, why = _postgres_from_script()
     if not dsn:
         pytest.fail(
-            "TEST_POSTGRES_DSN is not set: run the tests with `make test` (it starts PostgreSQL) "
-            "or point TEST_POSTGRES_DSN at a server, e.g. postgresql+asyncpg://user:pass@127.0.0.1:5432/postgres"
+            f"no PostgreSQL for the tests: TEST_POSTGRES_DSN is not set and {why}; point TEST_POSTGRES_DSN at a "
+            "server, e.g. postgresql+asyncpg://user:pass@127.0.0.1:5432/postgres"
         )
+    os.environ["TEST_POSTGRES_DSN"] = dsn  # subprocesses started by tests see the same server
     return dsn
 
 

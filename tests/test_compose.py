@@ -1,7 +1,9 @@
-"""Static checks of the production packaging: docker-compose.yml, Dockerfile, .env.example.
+"""Static checks of the packaging: docker-compose.yml (both shapes), Dockerfile, .env.example.
 
 No Docker engine is needed: the files are parsed and checked against each other and against
 `workflow_engine.settings.Settings`, so a renamed setting or a miswired service fails here first.
+Shapes: `docker compose up -d` starts the infrastructure only (worker and API on the host, README
+"Production"); `docker compose --profile app up -d` adds migrate, the API and the workers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 from pydantic import TypeAdapter
 
@@ -26,8 +29,11 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
+README = ROOT / "README.md"
+
 APP_SERVICES = ("migrate", "api", "worker")
-EXPECTED_SERVICES = {"postgresql", "temporal", "temporal-ui", *APP_SERVICES}
+INFRA_SERVICES = ("postgresql", "temporal", "temporal-ui")
+EXPECTED_SERVICES = {*INFRA_SERVICES, *APP_SERVICES}
 SETTINGS_NAMES = {name.upper() for name in Settings.model_fields}
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?::?-)(?P<default>[^}]*))?\}")
@@ -140,30 +146,69 @@ def test_app_services_use_postgresql_and_the_compose_temporal() -> None:
     assert _environment(_service("api")).get("API_HOST") == "0.0.0.0"
 
 
-def test_the_api_requires_tokens_with_a_clear_message() -> None:
-    """Bound to 0.0.0.0 the API refuses to run without tokens, so compose demands API_TOKENS before anything starts."""
+def test_nothing_is_required_at_interpolation() -> None:
+    """No `${VAR:?...}` anywhere: compose interpolates the whole file first, so one would stop an infra-only `up`."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert not _REQUIRED.search(text), _REQUIRED.search(text)
+    assert not re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*\?", text), "`${VAR?...}` is required as well"
+
+
+def test_the_default_shape_is_the_infrastructure_only() -> None:
+    """`docker compose up -d` starts PostgreSQL, Temporal and its UI; the app services need `--profile app`."""
+    services = _compose()["services"]
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == set(INFRA_SERVICES)
+    for name in APP_SERVICES:
+        assert _service(name).get("profiles") == ["app"], f"{name} must be in the app profile only"
+    for name in INFRA_SERVICES:  # a default service waiting on a profiled one would pull it in (or never start)
+        assert set(_depends_on(_service(name))) <= set(INFRA_SERVICES), name
+
+
+def test_the_infrastructure_publishes_what_a_host_worker_and_api_need() -> None:
+    """The app database on 5432, the Temporal frontend on 7233 and the UI on 8080, all on the host."""
+    assert (5432, 5432) in _published_ports(_service("postgresql"))
+    assert (7233, 7233) in _published_ports(_service("temporal"))
+    assert (8080, 8080) in _published_ports(_service("temporal-ui"))
+
+
+def test_the_documented_host_env_reaches_the_published_infrastructure() -> None:
+    """README's `.env` lines for the host shape use the compose database's credentials and published ports."""
+    readme = README.read_text(encoding="utf-8")
+    urls = re.findall(r"^DATABASE_URL=(postgresql\+asyncpg://\S+)$", readme, re.MULTILINE)
+    assert urls, "README gives no DATABASE_URL=postgresql+asyncpg://... line for the host shape"
+    assert "TEMPORAL_ADDRESS=localhost:7233" in readme
+    container = urlsplit(_resolve(_environment(_service("api"))["DATABASE_URL"]))
+    for url in map(urlsplit, urls):
+        assert (url.hostname, url.port) == ("localhost", 5432), url.geturl()
+        assert (url.username, url.password, url.path) == (container.username, container.password, container.path)
+    assert Settings.model_fields["temporal_address"].default == "localhost:7233"  # the .env.example value works
+
+
+def test_the_api_without_tokens_stops_with_a_clear_message_in_its_log() -> None:
+    """Bound to 0.0.0.0, the API exits at start without tokens (see the next test); compose passes them through."""
     env = _environment(_service("api"))
     assert env.get("API_HOST") == "0.0.0.0"
-    required = _REQUIRED.fullmatch(env.get("API_TOKENS", ""))
-    assert required and required["name"] == "API_TOKENS", "the api service must set API_TOKENS: ${API_TOKENS:?...}"
-    assert "user:role" in required["message"] and "README" in required["message"], required["message"]
+    assert env.get("API_TOKENS") == "${API_TOKENS:-}"
     assert _resolve(env.get("API_DOCS_ENABLED", "")) == "true"
 
 
-def test_the_api_and_workers_share_a_required_signing_key_and_deny_our_own_services() -> None:
-    """Decisions the API signs are checked by the workers: both get the one APPROVAL_SIGNING_KEY, never a default."""
+def test_the_api_and_workers_share_one_signing_key_and_deny_our_own_services() -> None:
+    """Decisions the API signs are checked by the workers: the same APPROVAL_SIGNING_KEY, else one shared key file."""
+    volumes = _compose().get("volumes") or {}
     for name in ("api", "worker"):
         env = _environment(_service(name))
-        required = _REQUIRED.fullmatch(env.get("APPROVAL_SIGNING_KEY", ""))
-        assert required and required["name"] == "APPROVAL_SIGNING_KEY", name
-        assert "APPROVAL_SIGNING_KEY" in required["message"]
+        assert env.get("APPROVAL_SIGNING_KEY") == "${APPROVAL_SIGNING_KEY:-}", name
+        assert env.get("APPROVAL_SIGNING_KEY_FILE") == "/app/data/approval-signing.key", name
+        mounts = [str(volume) for volume in _service(name).get("volumes") or []]
+        assert "app-data:/app/data" in mounts, f"{name} must mount the shared app-data volume at /app/data"
         denied = {entry.split(":")[0] for entry in env["EGRESS_DENY"].split(",")}
         assert {"temporal", "temporal-ui", "api", "postgresql"} <= denied, name
+    assert "app-data" in volumes, "app-data must be a named volume (shared by the api and worker containers)"
     assert _environment(_service("temporal-ui"))["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
 
 
 def test_the_api_refuses_every_interface_without_tokens(tmp_path: Path) -> None:
-    """Why compose requires API_TOKENS: without them the API will not listen beyond loopback."""
+    """Why the compose API needs API_TOKENS: without them it will not listen beyond loopback."""
     env = {**os.environ, "API_HOST": "0.0.0.0", "API_TOKENS": "", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "workflow_engine", "api"], env=env, cwd=tmp_path, capture_output=True, text=True,
@@ -275,6 +320,18 @@ def test_env_example_values_are_the_settings_defaults() -> None:
         assert annotation is not None, f"{key} has no type annotation"
         parsed = TypeAdapter(annotation).validate_python(value)
         assert parsed == default, f"{key}={value!r} in .env.example but the default is {default!r}"
+
+
+def test_a_copy_of_env_example_loads_as_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cp .env.example .env` works: that file loads without error and changes no setting."""
+    for name in SETTINGS_NAMES:  # the file, not this process's environment, must decide
+        monkeypatch.delenv(name, raising=False)
+    copy = tmp_path / ".env"
+    copy.write_text(ENV_EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    loaded = Settings(_env_file=copy)
+    assert loaded == Settings(_env_file=None)
+    copy.write_text("WORKER_MAX_CACHED_WORKFLOWS=7\n", encoding="utf-8")  # the file is really read
+    assert Settings(_env_file=copy).worker_max_cached_workflows == 7
 
 
 def test_dockerfile_builds_a_non_root_image_with_the_runtime_files() -> None:

@@ -197,7 +197,7 @@ def test_temporal_binary_is_installed_not_downloaded() -> None:
 
 def test_cli_run_status_and_approve_through_the_api(stack: Stack, stack_env: dict[str, str]) -> None:
     workflows = Path(stack_env["WORKFLOWS_DIR"])
-    for name in ("expense-approval.yaml", "expenses.py"):
+    for name in ("human_approval_workflow.yaml", "expenses.py"):
         shutil.copy(REPO_ROOT / "workflows" / name, workflows / name)
     stack.start("worker")
     stack.start("api")
@@ -207,7 +207,7 @@ def test_cli_run_status_and_approve_through_the_api(stack: Stack, stack_env: dic
         return subprocess.run([sys.executable, "-m", "workflow_engine", *args], env=env, cwd=stack.cwd,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
 
-    started = cli("run", "expense-approval", "-p", "employee=ada", "-p", "amount=2500")
+    started = cli("run", "human_approval_workflow", "-p", "employee=ada", "-p", "amount=2500")
     assert started.returncode == 0, started.stderr
     execution_id = json.loads(started.stdout)["execution_id"]
     deadline = time.monotonic() + 30
@@ -223,5 +223,5 @@ def test_cli_run_status_and_approve_through_the_api(stack: Stack, stack_env: dic
     refused = cli("approve", execution_id, "manager_approval")
     assert refused.returncode == 1
     assert "HTTP 409" in refused.stdout
-    bad = cli("run", "expense-approval", "-p", "amount=-5")
+    bad = cli("run", "human_approval_workflow", "-p", "amount=-5")
     assert bad.returncode == 1 and "HTTP 422" in bad.stdout and "parameters.employee" in bad.stdout

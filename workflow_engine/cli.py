@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,8 +18,16 @@ from rich.console import Console
 from workflow_engine.dsl import DslError, parse_definition
 from workflow_engine.settings import get_settings
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 app = typer.Typer(help="workflow-engine: durable YAML workflows on Temporal.", no_args_is_help=True)
 console = Console()
+
+
+def setting_errors(exc: ValidationError) -> list[str]:
+    """Return one `setting NAME: problem` line per bad environment variable of a settings error."""
+    return [f"setting {'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()]
 
 
 @app.callback()
@@ -28,13 +38,13 @@ def _check_settings() -> None:
     try:
         get_settings()
     except ValidationError as exc:
-        for error in exc.errors():
-            name = "_".join(str(part) for part in error["loc"]).upper()
-            console.print(f"[red]setting {name}: {error['msg']}[/]")
+        for line in setting_errors(exc):
+            console.print(f"[red]{line}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
+    """Send every logger's records at LOG_LEVEL and above to stderr, one line each."""
     logging.basicConfig(
         level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,7 +59,7 @@ def api() -> None:
     from workflow_engine.api import create_app
     from workflow_engine.api.auth import parse_tokens
 
-    _configure_logging()
+    configure_logging()
     settings = get_settings()
     try:
         tokens = parse_tokens(settings.api_tokens)
@@ -71,7 +81,7 @@ def worker() -> None:
     from workflow_engine.plugins import PluginError
     from workflow_engine.worker import WorkerConfigError, run_worker
 
-    _configure_logging()
+    configure_logging()
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -86,6 +96,12 @@ def worker() -> None:
     except (PluginError, WorkerConfigError, EngineError) as exc:
         console.print(f"[red]worker: {getattr(exc, 'message', exc)}[/]")
         raise typer.Exit(2) from None
+    # The worker stopped cleanly. Leave now rather than through interpreter finalization, where the SDK's
+    # native threads may still call into Python and abort the process (exit -6, "PyGILState_Release").
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()
@@ -93,7 +109,7 @@ def migrate() -> None:
     """Apply database migrations (alembic upgrade head) to DATABASE_URL."""
     from workflow_engine.storage import upgrade_database
 
-    _configure_logging()
+    configure_logging()
     asyncio.run(upgrade_database(get_settings().database_url))
 
 
@@ -165,7 +181,8 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="YAML definitions to check.", exists=False)],
     output_format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
-    """Check definitions and print every problem as file:line:col: message."""
+    """Check definitions and print every problem as file:line:col: message (warnings too; they do not fail)."""
+    from workflow_engine.dsl.notices import definition_warnings
     from workflow_engine.engine.modules import allowed_modules
     from workflow_engine.plugins import PluginError, activity_types
 
@@ -176,21 +193,24 @@ def validate(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     problems: list[dict[str, object]] = []
+    warnings: list[dict[str, object]] = []
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
-            parse_definition(text, file=str(path), activity_types=known, python_modules=modules)
+            definition = parse_definition(text, file=str(path), activity_types=known, python_modules=modules)
         except OSError as exc:
             problems.append({"file": str(path), "line": None, "column": None, "path": "", "message": str(exc)})
         except DslError as exc:
             problems.extend(issue.as_dict() for issue in exc.issues)
+        else:
+            warnings.extend(notice.as_dict() for notice in definition_warnings(definition, text, file=str(path)))
     if output_format == "json":
-        typer.echo(json.dumps({"valid": not problems, "errors": problems}, indent=2))
+        typer.echo(json.dumps({"valid": not problems, "errors": problems, "warnings": warnings}, indent=2))
     else:
-        for p in problems:
+        for p, kind in [*((p, "") for p in problems), *((w, "warning: ") for w in warnings)]:
             where = ":".join(str(x) for x in (p["file"], p["line"], p["column"]) if x is not None)
             prefix = f"{p['path']}: " if p["path"] else ""
-            typer.echo(f"{where}: {prefix}{p['message']}")
+            typer.echo(f"{where}: {kind}{prefix}{p['message']}")
         if not problems:
             console.print(f"[green]{len(files)} file(s) valid[/]")
     raise typer.Exit(1 if problems else 0)

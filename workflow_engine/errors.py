@@ -60,6 +60,12 @@ class ForbiddenError(EngineError):
     status_code = 403
 
 
+class TokensRequiredError(ForbiddenError):
+    """A request from another machine to an API in local mode (no API_TOKENS), which trusts loopback only."""
+
+    code = "tokens_required"
+
+
 class GoneError(EngineError):
     """Data that existed and is no longer available (e.g. a stored payload deleted from the database)."""
 

@@ -179,3 +179,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     )  # fmt: skip
     async with worker:
         await (stop or asyncio.Event()).wait()
+
+
+if __name__ == "__main__":  # `python -m workflow_engine.worker`: the same command as `python -m workflow_engine worker`
+    import sys
+
+    from workflow_engine.cli import app as _cli
+
+    _cli(["worker", *sys.argv[1:]], prog_name="python -m workflow_engine.worker")

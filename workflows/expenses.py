@@ -1,4 +1,4 @@
-"""Functions of the expense-approval example workflow."""
+"""Functions of the human_approval_workflow example (expense approval)."""
 
 import uuid
 

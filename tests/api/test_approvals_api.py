@@ -44,7 +44,7 @@ async def _start(
 
 
 async def test_small_expense_needs_no_approval(api: httpx.AsyncClient) -> None:
-    execution_id = await _start(api, "expense-approval", {"employee": "ada", "amount": 100})
+    execution_id = await _start(api, "human_approval_workflow", {"employee": "ada", "amount": 100})
     body = await _until(api, execution_id, ("completed", "failed"))
     assert body["status"] == "completed"
     assert body["output"]["needed_approval"] is False
@@ -52,7 +52,9 @@ async def test_small_expense_needs_no_approval(api: httpx.AsyncClient) -> None:
 
 
 async def test_large_expense_waits_shows_in_inbox_and_completes_once_approved(api: httpx.AsyncClient) -> None:
-    execution_id = await _start(api, "expense-approval", {"employee": "ada", "amount": 1200, "description": "laptop"})
+    execution_id = await _start(
+        api, "human_approval_workflow", {"employee": "ada", "amount": 1200, "description": "laptop"}
+    )
     body = await _until(api, execution_id, ("waiting_approval",))
     waiting = next(t for t in body["tasks"] if t["id"] == "manager_approval")
     assert waiting["status"] == "waiting_approval"
@@ -65,7 +67,7 @@ async def test_large_expense_waits_shows_in_inbox_and_completes_once_approved(ap
         await asyncio.sleep(0.1)
     item = next(item for item in inbox if item["execution_id"] == execution_id)
     assert (item["task_id"], item["workflow_id"], item["message"]) == (
-        "manager_approval", "expense-approval", "Approve 1200.0 for ada: laptop?",
+        "manager_approval", "human_approval_workflow", "Approve 1200.0 for ada: laptop?",
     )  # fmt: skip
 
     decided = await api.post(f"/executions/{execution_id}/approvals/manager_approval",
@@ -87,7 +89,7 @@ async def test_large_expense_waits_shows_in_inbox_and_completes_once_approved(ap
 
 
 async def test_rejection_fails_the_run(api: httpx.AsyncClient) -> None:
-    execution_id = await _start(api, "expense-approval", {"employee": "ada", "amount": 9000})
+    execution_id = await _start(api, "human_approval_workflow", {"employee": "ada", "amount": 9000})
     await _until(api, execution_id, ("waiting_approval",))
     response = await api.post(f"/executions/{execution_id}/approvals/manager_approval",
                               json={"decision": "reject", "comment": "too much"})  # fmt: skip
@@ -100,7 +102,7 @@ async def test_rejection_fails_the_run(api: httpx.AsyncClient) -> None:
 
 
 async def test_decision_errors_are_precise(api: httpx.AsyncClient) -> None:
-    execution_id = await _start(api, "expense-approval", {"employee": "ada", "amount": 1200})
+    execution_id = await _start(api, "human_approval_workflow", {"employee": "ada", "amount": 1200})
     await _until(api, execution_id, ("waiting_approval",))
     cases = [
         (f"/executions/{execution_id}/approvals/nope", {"decision": "approve"}, 404),
@@ -116,7 +118,7 @@ async def test_decision_errors_are_precise(api: httpx.AsyncClient) -> None:
 
 
 async def test_signal_decisions_work_and_invalid_signals_are_ignored(api: httpx.AsyncClient, client: Client) -> None:
-    execution_id = await _start(api, "expense-approval", {"employee": "ada", "amount": 1200})
+    execution_id = await _start(api, "human_approval_workflow", {"employee": "ada", "amount": 1200})
     await _until(api, execution_id, ("waiting_approval",))
     handle = client.get_workflow_handle(execution_id)
     await handle.signal("approval", {"task_id": "book", "decision": "approve", "approver": "eve"})
@@ -139,7 +141,7 @@ async def test_auth_matrix(authed_api: httpx.AsyncClient) -> None:
     assert (await api.get("/health")).status_code == 200  # health needs no token
     denied = await api.post("/executions/workflows/hello/execute", json={}, headers=_auth("viewer"))
     assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
-    execution_id = await _start(api, "order-processing", {"order_id": "o-1", "order_amount": 5000, "items": [1, 2]},
+    execution_id = await _start(api, "managed-order", {"order_id": "o-1", "order_amount": 5000, "items": [1, 2]},
                                 headers=_auth("alice"))  # fmt: skip
     await _until(api, execution_id, ("waiting_approval",), _auth("viewer"))
     url = f"/executions/{execution_id}/approvals/manager_approval"

@@ -270,11 +270,13 @@ async def test_children_and_batches_are_not_listed(api: httpx.AsyncClient) -> No
 
 
 async def test_list_shows_runs_waiting_for_approval(api: httpx.AsyncClient) -> None:
-    run = await _execute(api, "expense-approval", {"parameters": {"employee": "ada", "amount": 900}})
+    run = await _execute(api, "human_approval_workflow", {"parameters": {"employee": "ada", "amount": 900}})
     execution_id = run["execution_id"]
     try:
         await _until(api, execution_id, lambda b: b["status"] == "waiting_approval")
-        items = await _listed(api, {"status": "waiting_approval", "workflow_id": "expense-approval"}, {execution_id})
+        items = await _listed(
+            api, {"status": "waiting_approval", "workflow_id": "human_approval_workflow"}, {execution_id}
+        )
         assert {item["status"] for item in items} == {"waiting_approval"}
     finally:
         await api.post(f"/executions/{execution_id}/terminate")
@@ -354,7 +356,7 @@ async def test_history_explains_failures_timers_children_and_updates(api: httpx.
     assert {e["task_id"] for e in child} == {"child"}
     assert f"child workflow {parent['execution_id']}/child (hello) requested" == child[0]["details"]
 
-    expense = await _execute(api, "expense-approval", {"parameters": {"employee": "ada", "amount": 900}})
+    expense = await _execute(api, "human_approval_workflow", {"parameters": {"employee": "ada", "amount": 900}})
     await _until(api, expense["execution_id"], lambda b: b["status"] == "waiting_approval")
     decided = await api.post(f"/executions/{expense['execution_id']}/approvals/manager_approval",
                              json={"decision": "approve"})  # fmt: skip

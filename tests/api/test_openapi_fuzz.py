@@ -33,7 +33,7 @@ def _app() -> object:
     )  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="wfe-fuzz-"))
     (tmp / "workflows").mkdir()
-    for name in ("hello.yaml", "greetings.py", "expense-approval.yaml", "expenses.py"):
+    for name in ("hello.yaml", "greetings.py", "human_approval_workflow.yaml", "expenses.py"):
         shutil.copy(REPO_ROOT / "workflows" / name, tmp / "workflows" / name)
     url = f"sqlite+aiosqlite:///{tmp / 'engine.db'}"
     loop.run_until_complete(upgrade_database(url))

@@ -47,5 +47,5 @@ async def test_a_scan_skips_a_file_calling_a_refused_function_and_keeps_the_exam
     assert "module 'builtins' is never allowed" in issue["message"]
     assert set(report["invalid"]) == {str(workflows_dir / "sneaky.yaml")}  # the examples call allowed modules
     assert (await api.get("/workflows/sneaky")).status_code == 404
-    for example in ("hello", "order-processing", "expense-approval", "big", "broken"):
+    for example in ("hello", "order_processing_workflow", "human_approval_workflow", "sample", "big", "broken"):
         assert (await api.get(f"/workflows/{example}")).status_code == 200, example

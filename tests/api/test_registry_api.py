@@ -17,10 +17,10 @@ YAML = {"content-type": "application/yaml"}
 async def test_register_is_201_then_200_when_unchanged_then_a_new_revision(api: httpx.AsyncClient) -> None:
     first = await api.post("/workflows", content=FLOW, headers=YAML)
     assert first.status_code == 201, first.text
-    assert first.json() == {"workflow_id": "api-flow", "revision": 1, "created": True}
+    assert first.json() == {"workflow_id": "api-flow", "revision": 1, "created": True, "warnings": []}
     again = await api.post("/workflows", json={"yaml": "# a comment changes nothing\n" + FLOW})
     assert again.status_code == 200
-    assert again.json() == {"workflow_id": "api-flow", "revision": 1, "created": False}
+    assert again.json() == {"workflow_id": "api-flow", "revision": 1, "created": False, "warnings": []}
     second = await api.post("/workflows", content=FLOW_V2, headers=YAML)
     assert second.status_code == 201 and second.json()["revision"] == 2
     revisions = (await api.get("/workflows/api-flow/revisions")).json()
@@ -54,31 +54,32 @@ async def test_validate_is_a_dry_run(api: httpx.AsyncClient) -> None:
 
 
 async def test_graph_is_mermaid(api: httpx.AsyncClient) -> None:
-    response = await api.get("/workflows/order-processing/graph")
+    response = await api.get("/workflows/order_processing_workflow/graph")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert text.startswith("flowchart TD\n")
-    assert "    validate --> reserve" in text and "    reserve --> invoice" in text
-    assert "    manager_approval --> invoice" in text
-    assert 'manager_approval{{"Managers approve a large order (approval)"}}' in text
-    assert (await api.get("/workflows/order-processing/graph", params={"revision": 9})).status_code == 404
+    assert "    validate_order --> reserve_stock" in text and "    reserve_stock --> charge_payment" in text
+    assert "    fraud_check --> manager_approval" in text and "    manager_approval --> charge_payment" in text
+    assert 'manager_approval{{"Manager approves a large order (approval)"}}' in text
+    assert 'prepare_notification["Prepare the customer notification (set)"]' in text
+    assert (await api.get("/workflows/order_processing_workflow/graph", params={"revision": 9})).status_code == 404
 
 
 async def test_delete_is_refused_while_runs_are_active_unless_forced(api: httpx.AsyncClient) -> None:
-    started = await api.post("/executions/workflows/expense-approval/execute",
+    started = await api.post("/executions/workflows/human_approval_workflow/execute",
                              json={"parameters": {"employee": "ada", "amount": 5000}})  # fmt: skip
     assert started.status_code == 202
     for _ in range(100):  # visibility catches up
-        refused = await api.delete("/workflows/expense-approval")
+        refused = await api.delete("/workflows/human_approval_workflow")
         if refused.status_code == 409:
             break
         await asyncio.sleep(0.1)
     assert refused.status_code == 409, refused.text
     assert "running execution" in refused.json()["detail"]
-    assert (await api.delete("/workflows/expense-approval", params={"force": True})).status_code == 204
-    assert (await api.get("/workflows/expense-approval")).status_code == 404
-    assert (await api.delete("/workflows/expense-approval")).status_code == 404
+    assert (await api.delete("/workflows/human_approval_workflow", params={"force": True})).status_code == 204
+    assert (await api.get("/workflows/human_approval_workflow")).status_code == 404
+    assert (await api.delete("/workflows/human_approval_workflow")).status_code == 404
 
 
 async def test_reload_and_the_watcher_pick_up_new_files(api: httpx.AsyncClient, workflows_dir: Path) -> None:
@@ -93,7 +94,7 @@ async def test_reload_and_the_watcher_pick_up_new_files(api: httpx.AsyncClient, 
     report = await api.post("/workflows/reload")
     assert report.status_code == 200
     body = report.json()
-    assert {"workflow_id": "later", "revision": 1, "created": True} in body["registered"]
+    assert {"workflow_id": "later", "revision": 1, "created": True, "warnings": []} in body["registered"]
     assert any(path.endswith("broken-file.yaml") for path in body["invalid"])
 
 
@@ -136,7 +137,7 @@ async def test_a_rescan_never_reverts_an_api_registration_but_a_file_edit_is_a_n
     through_api = await api.post("/workflows", content=original.replace("Say hello", "Say hi"), headers=YAML)
     assert (through_api.status_code, through_api.json()["revision"]) == (201, 2)
     reload = await api.post("/workflows/reload")
-    assert {"workflow_id": "hello", "revision": 1, "created": False} in reload.json()["registered"]
+    assert {"workflow_id": "hello", "revision": 1, "created": False, "warnings": []} in reload.json()["registered"]
     file.write_text(original)  # same content, new mtime: the watcher (every 2 s) rescans
     await asyncio.sleep(2.5)
     assert await _revisions(api, "hello") == [(2, True), (1, False)]

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from workflow_engine.errors import ForbiddenError, UnauthenticatedError
+from workflow_engine.errors import ForbiddenError, TokensRequiredError, UnauthenticatedError
 from workflow_engine.settings import Settings
 
 ROLES = ("viewer", "operator", "approver", "admin")
 # What each role may also do: admin everything, operator and approver can also read.
 _IMPLIES = {"admin": set(ROLES), "operator": {"viewer"}, "approver": {"viewer"}, "viewer": set()}
 LOCAL_USER = "local"
+# What Starlette's in-process TestClient reports as the client; a socket peer is always an IP address.
+_IN_PROCESS_CLIENT = "testclient"
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,36 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def authenticate(settings: Settings, authorization: str | None) -> Caller:
-    """Return the caller for an Authorization header; local mode (no tokens) trusts everyone as `local`."""
+def is_loopback(host: str | None) -> bool:
+    """Tell whether a request's client address is this machine (None: a Unix socket, local by construction)."""
+    if host is None or host == _IN_PROCESS_CLIENT:
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
+
+
+def authenticate(settings: Settings, authorization: str | None, client_host: str | None = None) -> Caller:
+    """Return the caller for an Authorization header; local mode (no tokens) trusts loopback callers as `local`.
+
+    `python -m workflow_engine api` refuses a non-loopback bind in local mode, but a server started some
+    other way (`uvicorn workflow_engine.api.main:app --host 0.0.0.0`) is not checked at start, so a
+    local-mode request is also refused here unless it comes from this machine.
+
+    Raises:
+        TokensRequiredError: local mode and `client_host` is not loopback (403 `tokens_required`).
+        UnauthenticatedError: tokens are configured and the header names none of them (401).
+    """
     tokens = parse_tokens(settings.api_tokens)
     if not tokens:
+        if not is_loopback(client_host):
+            raise TokensRequiredError(
+                f"this API runs in local mode (no API_TOKENS) and serves only this machine, not {client_host}: "
+                "set API_TOKENS (user:role+role:token, ...) to accept callers from other hosts"
+            )
         return Caller(LOCAL_USER, frozenset(ROLES))
     scheme, _, credential = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -73,7 +102,8 @@ def authenticate(settings: Settings, authorization: str | None) -> Caller:
 
 async def current_caller(request: Request) -> Caller:
     """FastAPI dependency: the authenticated caller of this request."""
-    return authenticate(request.app.state.settings, request.headers.get("authorization"))
+    client = request.client.host if request.client else None
+    return authenticate(request.app.state.settings, request.headers.get("authorization"), client)
 
 
 def require(role: str) -> Callable[..., Awaitable[Caller]]:

@@ -8,7 +8,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue, WorkflowDefinition, parse_definition
 from workflow_engine.dsl.model import WorkflowTask
+from workflow_engine.dsl.notices import definition_warnings
 from workflow_engine.engine.types import ChildDefinition
 from workflow_engine.errors import ConflictError
 from workflow_engine.storage import repository
@@ -42,6 +43,8 @@ class Registration:
     current_revision: int | None = None
     # An existing revision became current again (content registered anew after a different one).
     moved: bool = False
+    # What the definition declares that does not run yet (dsl.notices), located in its file.
+    warnings: tuple[Issue, ...] = ()
 
 
 class _RetryError(Exception):
@@ -116,18 +119,19 @@ async def register_source(
     name = definition.name
     if taken and name in taken:
         raise DslError([Issue("name", f"{name!r} is also defined in {taken[name]}", file)])
+    notices = tuple(definition_warnings(definition, text, file=file))
     digest = content_hash(definition)
     unchanged = await _unchanged(session, name, digest, source_path)
     await session.rollback()  # end the read, so on SQLite the unit of work below starts with its write lock
     if unchanged is not None:
-        return unchanged
+        return replace(unchanged, warnings=notices)
     result = await run_transaction(
         session, lambda: _store(session, definition, digest, text, source_path), what=f"registering {name!r}"
     )
     if result.created or result.moved:
         logger.info("%s %s revision %d (from %s)", "registered" if result.created else "made current",
                     name, result.revision, source_path or "the API")  # fmt: skip
-    return result
+    return replace(result, warnings=notices)
 
 
 async def _unchanged(session: AsyncSession, name: str, digest: str, source_path: str | None) -> Registration | None:
@@ -261,6 +265,8 @@ def _log_report(registered: list[Registration], invalid: dict[str, list[Issue]],
     for path_text, message in conflicts.items():
         logger.error("not registered: %s: %s", path_text, message)
     for result in registered:
+        for notice in result.warnings:
+            logger.warning("%s: %s", result.source_path, notice)
         if result.current_revision is not None:
             logger.info(
                 "unchanged %s revision %d from %s; revision %d, registered later through the API, stays current",

@@ -64,12 +64,25 @@ class RegisterRequest(BaseModel):
     file: str | None = Field(None, max_length=255, description="Name shown in error positions.")
 
 
+class DefinitionWarning(BaseModel):
+    """Something a valid definition declares that does not run yet (e.g. `schedules:`), with its position."""
+
+    path: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+
 class RegisterResponse(BaseModel):
     """The revision a registration maps to."""
 
     workflow_id: str
     revision: int
     created: bool
+    warnings: list[DefinitionWarning] = Field(
+        default_factory=list, description="What the definition declares that does not run yet; empty when nothing."
+    )
 
 
 class ValidateResponse(BaseModel):
@@ -78,6 +91,9 @@ class ValidateResponse(BaseModel):
     valid: bool
     workflow_id: str
     tasks: list[TaskSummary]
+    warnings: list[DefinitionWarning] = Field(
+        default_factory=list, description="What the definition declares that does not run yet; empty when nothing."
+    )
 
 
 class RevisionSummary(BaseModel):

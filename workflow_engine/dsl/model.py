@@ -281,7 +281,7 @@ TASK_TYPES = ("activity", "approval", "sleep", "workflow", "set")
 
 
 class Schedule(_Closed):
-    """A cron schedule that starts runs with fixed params (a Temporal Schedule)."""
+    """A cron schedule with fixed params: checked, but not active yet (no Temporal Schedule is created)."""
 
     cron: str
     timezone: str = "UTC"

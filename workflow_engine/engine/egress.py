@@ -249,7 +249,7 @@ async def resolve(host: str) -> list[IPAddress]:
     try:
         infos = await loop.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise HostResolutionError(f"cannot resolve {host!r}: {exc}") from exc
+        raise HostResolutionError(f"DNS lookup of {host!r} failed: {exc}") from exc
     addresses: list[IPAddress] = []
     for family, _type, _proto, _name, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):

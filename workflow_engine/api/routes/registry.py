@@ -12,10 +12,11 @@ from fastapi.responses import PlainTextResponse
 from workflow_engine.api.auth import Admin, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
-from workflow_engine.api.registry import delete_registered, register_directory, register_source
+from workflow_engine.api.registry import Registration, delete_registered, register_directory, register_source
 from workflow_engine.api.routes.workflows import load_current, task_summaries
 from workflow_engine.api.schemas import (
     DB_INT_MAX,
+    DefinitionWarning,
     RegisterRequest,
     RegisterResponse,
     ReloadResponse,
@@ -24,6 +25,7 @@ from workflow_engine.api.schemas import (
 )
 from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, parse_definition
 from workflow_engine.dsl.graph import mermaid
+from workflow_engine.dsl.notices import definition_warnings
 from workflow_engine.engine.client import count_running
 from workflow_engine.engine.modules import allowed_modules
 from workflow_engine.errors import ConflictError, NotFoundError
@@ -61,6 +63,19 @@ async def _source(request: Request) -> tuple[str, str]:
         raise DslError([Issue("body", "the YAML body is not UTF-8 text", None)]) from None
 
 
+def _warning(notice: Issue) -> DefinitionWarning:
+    return DefinitionWarning(
+        path=notice.path, message=notice.message, file=notice.file, line=notice.line, column=notice.column
+    )
+
+
+def _registered(result: Registration) -> RegisterResponse:
+    return RegisterResponse(
+        workflow_id=result.workflow_id, revision=result.revision, created=result.created,
+        warnings=[_warning(notice) for notice in result.warnings],
+    )  # fmt: skip
+
+
 async def _python_modules(request: Request) -> tuple[str, ...]:
     """Return the modules `python` tasks may call, read now so a module just added to WORKFLOWS_DIR counts."""
     return await asyncio.to_thread(allowed_modules, request.app.state.settings)
@@ -71,7 +86,8 @@ async def register(request: Request, response: Response, session: SessionDep, _c
     """Register a definition: 201 for a new revision, 200 when the content is known, 422 with every problem.
 
     The registered content becomes current (also when it is an older revision's); 409 when concurrent
-    registrations kept conflicting (try again).
+    registrations kept conflicting (try again). `warnings` lists what the definition declares that does
+    not run yet (`schedules:`), with file, line and column.
     """
     text, file = await _source(request)
     result = await register_source(
@@ -80,17 +96,18 @@ async def register(request: Request, response: Response, session: SessionDep, _c
     )  # fmt: skip
     if not result.created:
         response.status_code = 200
-    return RegisterResponse(workflow_id=result.workflow_id, revision=result.revision, created=result.created)
+    return _registered(result)
 
 
 @router.post("/validate", response_model=ValidateResponse, openapi_extra=_BODY, responses=_ERRORS)
 async def validate(request: Request, _caller: Viewer) -> ValidateResponse:
-    """Check a definition without registering it (dry run); 422 lists every problem."""
+    """Check a definition without registering it (dry run); 422 lists every problem, `warnings` what is not active."""
     text, file = await _source(request)
     definition = parse_definition(
         text, file=file, activity_types=request.app.state.activity_types, python_modules=await _python_modules(request)
     )
-    return ValidateResponse(valid=True, workflow_id=definition.name, tasks=task_summaries(definition))
+    notices = [_warning(notice) for notice in definition_warnings(definition, text, file=file)]
+    return ValidateResponse(valid=True, workflow_id=definition.name, tasks=task_summaries(definition), warnings=notices)
 
 
 @router.post("/reload", response_model=ReloadResponse, responses=_ERRORS)
@@ -110,8 +127,7 @@ async def reload(request: Request, settings: SettingsDep, _caller: Admin) -> Rel
         raise ConflictError(f"reloading conflicted with concurrent changes to {', '.join(sorted(report.conflicts))}; "
                             "the other files were registered; try again")  # fmt: skip
     return ReloadResponse(
-        registered=[RegisterResponse(workflow_id=r.workflow_id, revision=r.revision, created=r.created)
-                    for r in report.registered],
+        registered=[_registered(r) for r in report.registered],
         invalid={path: [issue.as_dict() for issue in issues] for path, issues in report.invalid.items()},
     )  # fmt: skip
 
