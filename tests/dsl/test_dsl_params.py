@@ -173,3 +173,31 @@ def test_the_given_mapping_is_not_modified(definition: WorkflowDefinition) -> No
     given: dict[str, Any] = {"order_id": "o-1", "amount": 3}
     resolve_params(definition, given)
     assert given == {"order_id": "o-1", "amount": 3}
+
+
+def test_lengths_bound_arrays_objects_and_strings() -> None:
+    definition = parse_definition(
+        """
+name: sized
+params:
+  items: {type: array, required: true, min_length: 1, max_length: 2}
+  tags: {type: object, default: {}, max_length: 1}
+  code: {type: string, default: ab, min_length: 2}
+tasks:
+  - {id: a, type: set, config: {n: "${{ size(params.items) }}"}}
+"""
+    )
+    assert resolve_params(definition, {"items": [1]})["code"] == "ab"
+    with pytest.raises(DslError) as caught:
+        resolve_params(definition, {"items": [], "tags": {"a": 1, "b": 2}, "code": "x"})
+    assert sorted((i.path, i.message) for i in caught.value.issues) == [
+        ("parameters.code", "has 1 characters, fewer than the minimum 2"),
+        ("parameters.items", "has 0 items, fewer than the minimum 1"),
+        ("parameters.tags", "has 2 keys, more than the maximum 1"),
+    ]
+    with pytest.raises(DslError, match="apply to array, object and string params"):
+        parse_definition("name: x\nparams:\n  n: {type: integer, min_length: 1}\ntasks:\n  - {id: a, type: set}\n")
+    with pytest.raises(DslError, match="min_length must not be greater than max_length"):
+        parse_definition(
+            "name: x\nparams:\n  l: {type: array, min_length: 3, max_length: 2}\ntasks:\n  - {id: a, type: set}\n"
+        )

@@ -52,8 +52,14 @@ class _RetryError(Exception):
 
 
 def content_hash(definition: WorkflowDefinition) -> str:
-    """Hash the canonical JSON of a definition, so comments and layout do not make revisions."""
-    canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Hash the canonical JSON of a definition, so comments and layout do not make revisions.
+
+    Values left at their defaults are not hashed, so a DSL release that adds an optional key does not turn
+    every registered file into a new revision.
+    """
+    canonical = json.dumps(
+        definition.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -84,6 +84,20 @@ class ParamSpec(_Closed):
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
+    # sizes of an array (items), an object (keys) or a string (characters)
+    min_length: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _lengths_apply(self) -> ParamSpec:
+        """Lengths are for arrays, objects and strings, and the minimum cannot exceed the maximum."""
+        if (self.min_length is not None or self.max_length is not None) and self.type not in (
+            "array", "object", "string"
+        ):  # fmt: skip
+            raise ValueError(f"min_length and max_length apply to array, object and string params, not {self.type}")
+        if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
+            raise ValueError("min_length must not be greater than max_length")
+        return self
 
     @field_validator("pattern")
     @classmethod

@@ -45,6 +45,12 @@ def check_value(value: Any, spec: ParamSpec, *, check_enum: bool = True) -> list
             problems.append(f"{value} is greater than the maximum {spec.maximum:g}")
     if spec.pattern is not None and isinstance(value, str) and not re.search(spec.pattern, value):
         problems.append(f"{value!r} does not match the pattern {spec.pattern!r}")
+    if isinstance(value, list | dict | str):
+        what = "items" if isinstance(value, list) else "keys" if isinstance(value, dict) else "characters"
+        if spec.min_length is not None and len(value) < spec.min_length:
+            problems.append(f"has {len(value)} {what}, fewer than the minimum {spec.min_length}")
+        if spec.max_length is not None and len(value) > spec.max_length:
+            problems.append(f"has {len(value)} {what}, more than the maximum {spec.max_length}")
     return problems
 
 
