@@ -24,8 +24,7 @@ from typing import Any
 
 from temporalio import activity
 
-# The SDK throttles heartbeats (to 80% of the heartbeat timeout), so a short interval costs little.
-HEARTBEAT_INTERVAL = 1.0
+from .heartbeat import HEARTBEAT_INTERVAL
 
 
 class FunctionRunner:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from temporalio import activity
 
-# Often enough for the default 10 s heartbeat timeout (options.py); the SDK throttles what it sends.
+# Often enough for the default 10 s heartbeat timeout (options.py); the SDK throttles what it sends (to 80% of
+# the heartbeat timeout), so a short interval costs little. User functions (calls.py) beat at the same pace.
 HEARTBEAT_INTERVAL = 1.0
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(
-    details: Callable[[], Any] | None = None, interval: float = HEARTBEAT_INTERVAL
-) -> AsyncIterator[None]:
-    """Heartbeat every `interval` seconds (with `details()`, if given) while the block runs inside an activity."""
+async def heartbeating(interval: float = HEARTBEAT_INTERVAL) -> AsyncIterator[None]:
+    """Heartbeat every `interval` seconds while the block runs inside an activity."""
     if not activity.in_activity():
         yield
         return
@@ -25,7 +23,7 @@ async def heartbeating(
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval)
-            activity.heartbeat(*(() if details is None else (details(),)))
+            activity.heartbeat()
 
     beating = asyncio.create_task(beat())
     try:

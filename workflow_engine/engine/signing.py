@@ -8,6 +8,7 @@ the `verify_approval` local activity whether it holds, so replay reads the recor
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -33,7 +34,12 @@ def signing_key(settings: Settings) -> bytes:
     """Return the shared key: the setting, else the key file (created with a random key on first use)."""
     if settings.approval_signing_key:
         return settings.approval_signing_key.encode()
-    path = Path(settings.approval_signing_key_file)
+    return _key_file(Path(settings.approval_signing_key_file).resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _key_file(path: Path) -> bytes:
+    """Read (or create) a key file once per process; a failure is not cached, so it is tried again."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # written whole under another name, then linked into place: a process racing us reads either no file
@@ -92,12 +98,10 @@ class ApprovalVerifier:
     def __init__(self, settings: Settings) -> None:
         """Remember the settings; the key is read on first use."""
         self.settings = settings
-        self._key: bytes | None = None
 
     @activity.defn(name=VERIFY_APPROVAL_ACTIVITY)
     async def verify_approval(self, payload: dict[str, Any]) -> SignatureCheck:
         """Tell the workflow whether a decision was signed by the API for this run, and why not."""
-        if self._key is None:
-            self._key = signing_key(self.settings)
-        reason = check_signature(self._key, payload, activity.info().workflow_id or "", datetime.now(UTC))
+        key, run = signing_key(self.settings), activity.info().workflow_id or ""
+        reason = check_signature(key, payload, run, datetime.now(UTC))
         return SignatureCheck(valid=reason is None, reason=reason)
