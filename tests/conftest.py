@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import re
@@ -14,7 +15,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -115,9 +117,21 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await upgrade_database(url)
         yield url
     finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await _drop_database(admin, name)
         await admin.dispose()
+
+
+async def _drop_database(admin: AsyncEngine, name: str) -> None:
+    """Drop a test database, waiting out an autovacuum worker in it (a superuser backend the test role cannot end)."""
+    for attempt in range(50):
+        try:
+            async with admin.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError as exc:
+            if "must be a member of the role" not in str(exc) or attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
 
 
 @pytest.fixture
