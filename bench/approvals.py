@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition
-from workflow_engine.engine import RunInput, start_execution
-from workflow_engine.engine.types import SA_WAITING_APPROVAL, SEARCH_ATTRIBUTES
+from workflow_engine.engine.client.executions import start_execution
+from workflow_engine.engine.types import SA_WAITING_APPROVAL, SEARCH_ATTRIBUTES, RunInput
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 

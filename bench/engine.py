@@ -206,8 +206,8 @@ if not workflow.unsafe.in_sandbox():
 
     from workflow_engine.devserver import temporal_binary
     from workflow_engine.dsl import WorkflowDefinition, parse_definition, resolve_params
-    from workflow_engine.engine import RunInput, start_execution
-    from workflow_engine.engine.types import SEARCH_ATTRIBUTES
+    from workflow_engine.engine.client.executions import start_execution
+    from workflow_engine.engine.types import SEARCH_ATTRIBUTES, RunInput
     from workflow_engine.settings import Settings
     from workflow_engine.worker import PASSTHROUGH_MODULES, build_worker
 

@@ -10,7 +10,8 @@ from temporalio.client import Client, WorkflowFailureError
 
 from tests.conftest import REPO_ROOT
 from workflow_engine.dsl import DslError, parse_definition
-from workflow_engine.engine import RunInput, start_execution
+from workflow_engine.engine.client.executions import start_execution
+from workflow_engine.engine.types import RunInput
 from workflow_engine.plugins import PluginError, activity_types, discover
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker

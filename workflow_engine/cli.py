@@ -124,7 +124,7 @@ def prune_payloads(
     from pydantic import TypeAdapter, ValidationError
 
     from workflow_engine.dsl.model import Duration
-    from workflow_engine.engine import connect
+    from workflow_engine.engine.client.connection import connect
     from workflow_engine.errors import EngineError
     from workflow_engine.payloads import prune_payloads as prune
     from workflow_engine.storage import create_engine, session_factory
@@ -183,7 +183,7 @@ def validate(
 ) -> None:
     """Check definitions and print every problem as file:line:col: message (warnings too; they do not fail)."""
     from workflow_engine.dsl.notices import definition_warnings
-    from workflow_engine.engine.modules import allowed_modules
+    from workflow_engine.engine.activities.modules import allowed_modules
     from workflow_engine.plugins import PluginError, activity_types
 
     modules = allowed_modules(get_settings())

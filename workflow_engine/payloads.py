@@ -29,7 +29,7 @@ from temporalio.converter import (
     StorageDriverWorkflowInfo,
 )
 
-from workflow_engine.engine.client import execution_status
+from workflow_engine.engine.client.executions import execution_status
 from workflow_engine.errors import GoneError, NotFoundError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import create_engine, repository, session_factory

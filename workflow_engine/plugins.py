@@ -29,8 +29,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES
-from workflow_engine.engine.calls import FunctionRunner
-from workflow_engine.engine.modules import import_user_module
+from workflow_engine.engine.activities.calls import FunctionRunner
+from workflow_engine.engine.activities.modules import import_user_module
 from workflow_engine.engine.types import ActivityInput, ActivityResult
 from workflow_engine.settings import Settings
 

@@ -17,8 +17,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from workflow_engine.api import create_app
+from workflow_engine.engine.client.visibility import decode_token, encode_token, visibility_query
 from workflow_engine.engine.types import RunInput
-from workflow_engine.engine.visibility import decode_token, encode_token, visibility_query
 from workflow_engine.errors import ValidationFailedError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Execution, create_engine, repository, session_factory, upgrade_database

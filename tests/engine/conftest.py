@@ -12,7 +12,8 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine import RunInput, describe_execution, start_execution
+from workflow_engine.engine.client.executions import describe_execution, start_execution
+from workflow_engine.engine.types import RunInput
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker

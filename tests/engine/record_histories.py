@@ -27,9 +27,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine import RunInput, start_execution
+from workflow_engine.engine.client.executions import start_execution
 from workflow_engine.engine.signing import sign
-from workflow_engine.engine.types import FAN_OUT_BATCH, SEARCH_ATTRIBUTES, ChildDefinition
+from workflow_engine.engine.types import FAN_OUT_BATCH, SEARCH_ATTRIBUTES, ChildDefinition, RunInput
 from workflow_engine.settings import Settings
 from workflow_engine.storage import upgrade_database
 from workflow_engine.worker import build_worker

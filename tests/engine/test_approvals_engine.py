@@ -25,9 +25,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine import RunInput, describe_execution, start_execution
+from workflow_engine.engine.client.executions import describe_execution, start_execution
 from workflow_engine.engine.signing import sign, signature
-from workflow_engine.engine.types import SA_WAITING_APPROVAL, SEARCH_ATTRIBUTES
+from workflow_engine.engine.types import SA_WAITING_APPROVAL, SEARCH_ATTRIBUTES, RunInput
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 

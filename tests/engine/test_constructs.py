@@ -28,8 +28,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine import RunInput, start_execution
-from workflow_engine.engine.types import SA_REVISION, SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, ChildDefinition
+from workflow_engine.engine.client.executions import start_execution
+from workflow_engine.engine.types import SA_REVISION, SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, ChildDefinition, RunInput
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 

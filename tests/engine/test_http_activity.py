@@ -16,14 +16,14 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from workflow_engine.engine.egress import (
+from workflow_engine.engine.activities.egress import (
     EgressDenied,
     EgressPolicy,
     infrastructure_of,
     non_public_reason,
     parse_endpoint,
 )
-from workflow_engine.engine.http import HttpActivities
+from workflow_engine.engine.activities.http import HttpActivities
 from workflow_engine.engine.types import ActivityInput
 from workflow_engine.settings import Settings
 

@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from tests.conftest import stored_payloads
-from workflow_engine.engine import describe_execution
+from workflow_engine.engine.client.executions import describe_execution
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.settings import Settings
 from workflow_engine.storage import StoredPayload, create_engine

@@ -8,7 +8,8 @@ import uuid
 from temporalio.client import Client
 
 from workflow_engine.dsl import parse_definition
-from workflow_engine.engine import RunInput, start_execution
+from workflow_engine.engine.client.executions import start_execution
+from workflow_engine.engine.types import RunInput
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from workflow_engine.cli import app
 from workflow_engine.dsl import DslError, WorkflowDefinition, parse_definition
-from workflow_engine.engine import RunInput, start_execution
-from workflow_engine.engine.calls import FunctionRunner
-from workflow_engine.engine.modules import allowed_modules
+from workflow_engine.engine.activities.calls import FunctionRunner
+from workflow_engine.engine.activities.modules import allowed_modules
+from workflow_engine.engine.client.executions import start_execution
+from workflow_engine.engine.types import RunInput
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.worker import user_function_threads
 

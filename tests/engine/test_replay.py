@@ -24,7 +24,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from workflow_engine.engine import Interpreter
+from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.worker import PASSTHROUGH_MODULES
 
 from .record_histories import HISTORIES, SCENARIOS

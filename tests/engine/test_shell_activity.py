@@ -11,7 +11,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from workflow_engine.engine.shell import ShellActivities
+from workflow_engine.engine.activities.shell import ShellActivities
 from workflow_engine.engine.types import ActivityInput
 from workflow_engine.settings import Settings
 

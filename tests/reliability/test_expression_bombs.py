@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from tests.engine.conftest import Runner, run_yaml  # noqa: F401  (the fixture, used by name)
 from workflow_engine.dsl import DslError, evaluate, parse_definition
-from workflow_engine.engine import describe_execution
+from workflow_engine.engine.client.executions import describe_execution
 
 DIGITS = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
 SIX_NESTED = (

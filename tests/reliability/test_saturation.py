@@ -16,8 +16,9 @@ from temporalio.client import Client
 
 from tests.engine.conftest import Outcome
 from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine import RunInput, start_execution
-from workflow_engine.engine.modules import allowed_modules
+from workflow_engine.engine.activities.modules import allowed_modules
+from workflow_engine.engine.client.executions import start_execution
+from workflow_engine.engine.types import RunInput
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
 

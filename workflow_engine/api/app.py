@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from workflow_engine.engine import TemporalConnection
-from workflow_engine.engine.modules import allowed_modules
+from workflow_engine.engine.activities.modules import allowed_modules
+from workflow_engine.engine.client.connection import TemporalConnection
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import activity_types
 from workflow_engine.settings import Settings, get_settings

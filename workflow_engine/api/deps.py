@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from workflow_engine.engine import TemporalConnection
+from workflow_engine.engine.client.connection import TemporalConnection
 from workflow_engine.settings import Settings
 
 

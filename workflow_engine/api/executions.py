@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from workflow_engine.dsl import WorkflowDefinition, resolve_params
-from workflow_engine.engine.client import (
+from workflow_engine.engine.client.executions import (
     ExecutionExistsError,
     IndexMemo,
     RunStatus,
@@ -30,7 +30,6 @@ from workflow_engine.engine.client import (
     execution_status,
     start_execution,
 )
-from workflow_engine.engine.steps import pinned_definition
 from workflow_engine.engine.types import RunInput
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
 from workflow_engine.settings import Settings
@@ -178,7 +177,7 @@ async def start_run(
     if key is not None and (found := await _existing(session, temporal, key, workflow_id, retry_of)) is not None:
         return found
     pinned = await _revision(session, workflow_id, revision)
-    definition = pinned_definition(pinned.definition)
+    definition = WorkflowDefinition.from_stored(pinned.definition)
     params = resolve_params(definition, dict(parameters))
     children = await resolve_children(session=session, definition=definition)
     run_input = RunInput(
@@ -256,7 +255,7 @@ async def _declared_tasks(session: AsyncSession, record: Execution, never_ran: b
     revision = await repository.get_revision(session=session, workflow_id=record.workflow_id, number=record.revision)
     if revision is None:
         return []
-    definition: WorkflowDefinition = pinned_definition(revision.definition)
+    definition: WorkflowDefinition = WorkflowDefinition.from_stored(revision.definition)
     # before any workflow task has completed no task can have started; after, only a worker knows
     status = "pending" if never_ran else "unknown"
     return [TaskState(id=t.id, name=t.display_name, status=status) for t in definition.tasks]

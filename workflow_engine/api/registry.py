@@ -300,7 +300,7 @@ async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinit
                 [Issue(f"{parent.name}.tasks.{task.id}.config.workflow", f"workflow {name!r} is not registered", None)]
             )
         children[name] = ChildDefinition(definition=revision.definition, revision=revision.number)
-        child = WorkflowDefinition.model_validate(revision.definition)
+        child = WorkflowDefinition.from_stored(revision.definition)
         pending.extend((child, t) for t in (*child.tasks, *child.on_failure))
     return children
 

@@ -344,6 +344,14 @@ class WorkflowDefinition(_Closed):
             return str(value)
         return value
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> WorkflowDefinition:
+        """Validate a stored or pinned definition (a full `model_dump`) again, leaving out its schedules.
+
+        A run never uses `schedules`, so a revision stored before a change to their contract still loads.
+        """
+        return cls.model_validate({key: value for key, value in data.items() if key != "schedules"})
+
     def task(self, task_id: str) -> Task:
         """Return the task (or on_failure task) with this id."""
         for task in (*self.tasks, *self.on_failure):

@@ -1,18 +1,5 @@
-"""Runs definitions on Temporal: the interpreter workflow, built-in activities, client helpers."""
+"""Runs definitions on Temporal.
 
-from .activities import BuiltinActivities
-from .client import TemporalConnection, connect, describe_execution, start_execution
-from .interpreter import Interpreter
-from .types import ActivityInput, ActivityResult, RunInput
-
-__all__ = [
-    "ActivityInput",
-    "ActivityResult",
-    "BuiltinActivities",
-    "Interpreter",
-    "RunInput",
-    "TemporalConnection",
-    "connect",
-    "describe_execution",
-    "start_execution",
-]
+`workflow/` is the interpreter (deterministic, sandboxed), `activities/` what runs in activities (may do I/O),
+`client/` what the API and CLI call, and `types.py` the wire contract between them.
+"""

@@ -10,7 +10,7 @@ from workflow_engine.api.auth import Approver
 from workflow_engine.api.deps import SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse
-from workflow_engine.engine.approval_client import pending_approvals, send_decision, signing_key
+from workflow_engine.engine.client.approvals import pending_approvals, send_decision, signing_key
 from workflow_engine.errors import UnavailableError
 
 router = APIRouter(tags=["approvals"])

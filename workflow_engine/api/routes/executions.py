@@ -29,9 +29,9 @@ from workflow_engine.api.schemas import (
     StopResponse,
 )
 from workflow_engine.dsl.model import NAME_PATTERN
-from workflow_engine.engine.client import cancel_execution, terminate_execution, wait_closed
-from workflow_engine.engine.history import execution_history
-from workflow_engine.engine.visibility import list_executions, visibility_query
+from workflow_engine.engine.client.executions import cancel_execution, terminate_execution, wait_closed
+from workflow_engine.engine.client.history import execution_history
+from workflow_engine.engine.client.visibility import list_executions, visibility_query
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 

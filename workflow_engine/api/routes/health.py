@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from workflow_engine.api.schemas import Health
-from workflow_engine.engine import TemporalConnection
+from workflow_engine.engine.client.connection import TemporalConnection
 from workflow_engine.errors import EngineError
 
 router = APIRouter(tags=["health"])

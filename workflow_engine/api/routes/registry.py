@@ -26,8 +26,8 @@ from workflow_engine.api.schemas import (
 from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, parse_definition
 from workflow_engine.dsl.graph import mermaid
 from workflow_engine.dsl.notices import definition_warnings
-from workflow_engine.engine.client import count_running
-from workflow_engine.engine.modules import allowed_modules
+from workflow_engine.engine.activities.modules import allowed_modules
+from workflow_engine.engine.client.executions import count_running
 from workflow_engine.errors import ConflictError, NotFoundError
 from workflow_engine.storage import repository
 from workflow_engine.storage.models import utcnow
@@ -159,7 +159,7 @@ async def graph(
         if found is None:
             raise NotFoundError(f"workflow {workflow_id!r} has no revision {revision}")
         chosen = found
-    return PlainTextResponse(mermaid(WorkflowDefinition.model_validate(chosen.definition)))
+    return PlainTextResponse(mermaid(WorkflowDefinition.from_stored(chosen.definition)))
 
 
 @router.delete("/{workflow_id}", status_code=204, responses=_ERRORS)

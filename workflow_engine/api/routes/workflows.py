@@ -67,7 +67,7 @@ async def list_workflows(
 async def get_workflow(workflow_id: str, session: SessionDep, _caller: Viewer) -> WorkflowDetail:
     """Show a workflow's current revision: params, tasks and source."""
     record, revision = await load_current(session, workflow_id)
-    definition = WorkflowDefinition.model_validate(revision.definition)
+    definition = WorkflowDefinition.from_stored(revision.definition)
     tasks = task_summaries(definition)
     return WorkflowDetail(
         **_summary(record, revision).model_dump(),

@@ -11,9 +11,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ..types import ActivityInput, ActivityResult
 from .calls import FunctionRunner
 from .modules import FunctionNotFound, FunctionRefused, resolve_function
-from .types import ActivityInput, ActivityResult
 
 logger = logging.getLogger("workflow_engine.tasks")
 

@@ -14,11 +14,11 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ..dsl.model import Duration
-from ..settings import Settings
+from ...dsl.model import Duration
+from ...settings import Settings
+from ..types import ActivityInput, ActivityResult
 from .egress import EgressDenied, EgressPolicy, HostResolutionError, IPAddress, infrastructure_of
 from .heartbeat import heartbeating
-from .types import ActivityInput, ActivityResult
 
 MAX_REDIRECTS = 10
 DEFAULT_TIMEOUT = 30.0

@@ -19,7 +19,7 @@ from workflow_engine.dsl import ExpressionError, render
 from workflow_engine.dsl.expressions import iter_templates
 from workflow_engine.settings import Settings
 
-from .types import ActivityInput, ActivityResult
+from ..types import ActivityInput, ActivityResult
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"\bsecrets\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")

@@ -14,9 +14,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ..settings import Settings
+from ...settings import Settings
+from ..types import ActivityInput, ActivityResult
 from .http import parse_seconds
-from .types import ActivityInput, ActivityResult
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024

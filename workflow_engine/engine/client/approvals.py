@@ -18,11 +18,11 @@ from workflow_engine.errors import (
     ValidationFailedError,
 )
 
-from .client import temporal_error
-from .signing import sign, signing_key
+from ..signing import sign, signing_key
+from .errors import temporal_error
 
 __all__ = ["pending_approvals", "send_decision", "signing_key"]
-from .types import APPROVE_UPDATE, SA_WAITING_APPROVAL, STATUS_QUERY
+from ..types import APPROVE_UPDATE, SA_WAITING_APPROVAL, STATUS_QUERY
 
 _REFUSALS: dict[str, type[EngineError]] = {
     "unknown_task": NotFoundError,

@@ -7,7 +7,6 @@ so callers (the API routes) never see a raw `RPCError`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,16 +33,13 @@ from workflow_engine.errors import (
     GoneError,
     NotFoundError,
     UnavailableError,
-    ValidationFailedError,
 )
-from workflow_engine.settings import Settings
 
-from .types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME, SEARCH_ATTRIBUTES, STATUS_QUERY, RunInput
+from ..types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME, STATUS_QUERY, RunInput
+from .errors import RPC_TIMEOUT, temporal_error
 
 # A query needs a worker; without one, answer from what Temporal and the registry know.
 QUERY_TIMEOUT = timedelta(seconds=2)
-# Every other call: long enough for a busy server, short enough that a hung one becomes a 503.
-RPC_TIMEOUT = timedelta(seconds=10)
 # The memo entry of runs started through the API: what the execution index records (parameters are in the input).
 INDEX_MEMO = "wfe_index"
 # A history this short has had no workflow task completed: no worker has run the workflow, so no task has started.
@@ -58,61 +54,6 @@ _STATUS_NAMES = {
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
     WorkflowExecutionStatus.TIMED_OUT: "timed_out",
 }
-
-
-async def connect(settings: Settings) -> Client:
-    """Connect to the Temporal frontend named by the settings."""
-    try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            tls=settings.temporal_tls,
-            api_key=settings.temporal_api_key,
-        )
-    except RuntimeError as exc:
-        raise UnavailableError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
-
-
-async def ensure_search_attributes(client: Client, namespace: str) -> None:
-    """Register our search attributes on the namespace if missing (dev server and self-hosted clusters)."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
-    kinds = {
-        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-        "BOOL": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-    }
-    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
-    missing = {
-        key.name: kinds[key.indexed_value_type.name]
-        for key in SEARCH_ATTRIBUTES
-        if key.name not in listed.custom_attributes
-    }
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-
-
-class TemporalConnection:
-    """Connects on first use and keeps the client, so a process can start before Temporal is up."""
-
-    def __init__(
-        self, settings: Settings, client: Client | None = None, *, prepare: Callable[[Client], Client] | None = None
-    ) -> None:
-        """Remember the settings; `client` shares an existing connection, `prepare` adapts the client once."""
-        self._settings = settings
-        self._prepare = prepare or (lambda client: client)
-        self._client = self._prepare(client) if client is not None else None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Client:
-        """Return the connected client, connecting now if needed."""
-        async with self._lock:
-            if self._client is None:
-                self._client = self._prepare(await connect(self._settings))
-            return self._client
 
 
 class ExecutionExistsError(ConflictError):
@@ -214,33 +155,6 @@ async def start_execution(
     # The server says whether USE_EXISTING kept a running run; the SDK keeps its answer only privately.
     response = getattr(handle, "_start_workflow_response", None)
     return bool(getattr(response, "started", True))
-
-
-def temporal_error(client: Client, exc: RPCError, execution_id: str | None = None) -> EngineError:
-    """Map a Temporal RPC failure to the error tree: 404, 409, 422 or 503, never a bare 500.
-
-    Args:
-        client: The client that made the call (its address goes into the message).
-        exc: The failure.
-        execution_id: The run the call was about, when there is one.
-
-    Returns:
-        The error to raise instead.
-    """
-    what = f"execution {execution_id!r}" if execution_id else "the request"
-    status = exc.status
-    if status == RPCStatusCode.NOT_FOUND and execution_id:  # otherwise e.g. a missing namespace: a setup problem
-        return NotFoundError(f"{what} not found")
-    if status in (RPCStatusCode.ALREADY_EXISTS, RPCStatusCode.FAILED_PRECONDITION):
-        return ConflictError(f"{what} conflicts with its current state: {exc.message}")
-    if status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE):
-        return ValidationFailedError(f"Temporal refused {what}: {exc.message}")
-    address = client.service_client.config.target_host
-    if status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-        return UnavailableError(
-            f"Temporal at {address} is unavailable ({exc.message}); is the Temporal server running?"
-        )
-    return UnavailableError(f"Temporal at {address} could not answer ({status.name}: {exc.message})")
 
 
 async def _describe(client: Client, execution_id: str) -> WorkflowExecutionDescription:

@@ -20,7 +20,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from .client import RPC_TIMEOUT, temporal_error
+from .errors import RPC_TIMEOUT, temporal_error
 
 E = EventType
 # Bookkeeping of every workflow task: left out unless asked for (failures and timeouts always shown).

@@ -23,8 +23,9 @@ from temporalio.service import RPCError
 
 from workflow_engine.errors import ValidationFailedError
 
-from .client import RPC_TIMEOUT, status_name, temporal_error
-from .types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME
+from ..types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME
+from .errors import RPC_TIMEOUT, temporal_error
+from .executions import status_name
 
 _RUNNING = "ExecutionStatus = 'Running'"
 _WAITING = f"{SA_WAITING_APPROVAL.name} = true"

@@ -18,10 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflow_engine.dsl import ExpressionError, Task, WorkflowDefinition, is_true, render, task_graph
     from workflow_engine.dsl.model import ApprovalTask, SetTask, SleepTask
 
-    from .approvals import check, outcome, refusal
-    from .options import ActivityOptions
-    from .steps import SECRETS, StepFailed, Steps, pinned_definition
-    from .types import (
+    from ..types import (
         APPROVAL_SIGNAL,
         APPROVE_UPDATE,
         RECORD_APPROVAL_ACTIVITY,
@@ -36,6 +33,11 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         SignatureCheck,
     )
+
+# the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
+from .approvals import check, outcome, refusal
+from .options import ActivityOptions
+from .steps import SECRETS, StepFailed, Steps
 
 _DONE = ("completed", "failed", "rejected", "skipped", "cancelled")
 _FATAL = ("failed", "rejected")
@@ -100,7 +102,7 @@ class Interpreter(Steps):
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
-            self.definition = pinned_definition(self.run_input.definition)
+            self.definition = WorkflowDefinition.from_stored(self.run_input.definition)
         except ValidationError as exc:
             self.load_error = f"the pinned definition is invalid: {exc}"
             return

@@ -13,15 +13,10 @@ from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, r
 from workflow_engine.dsl.expressions import iter_templates, root_names
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
 
+from ..types import ActivityResult, FanOutBatch, RunInput
 from .options import LOCAL_ACTIVITY_TYPES, ActivityOptions, activity_options, activity_queue
-from .types import ActivityResult, FanOutBatch, RunInput
 
 SECRETS = frozenset({"secrets"})
-
-
-def pinned_definition(data: dict[str, Any]) -> WorkflowDefinition:
-    """Validate a pinned definition (a full `model_dump`) again, leaving out its schedules (never used by a run)."""
-    return WorkflowDefinition.model_validate({key: value for key, value in data.items() if key != "schedules"})
 
 
 def item_scope(task: ActivityTask | WorkflowTask, context: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +208,7 @@ class Steps:
         child = self.run_input.children.get(name)
         if child is None:
             raise StepFailed(f"workflow {name!r} was not registered when this run started")
-        child_definition = pinned_definition(child.definition)
+        child_definition = WorkflowDefinition.from_stored(child.definition)
         try:
             params = resolve_params(child_definition, render(task.config.params, scope))
         except DslError as exc:

@@ -1,0 +1,1 @@
+"""What the API and CLI call to start, inspect and steer runs on Temporal."""

@@ -1,0 +1,68 @@
+"""Connecting to Temporal: the client, created on first use, and the search attributes runs need."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from temporalio.client import Client
+
+from workflow_engine.errors import UnavailableError
+from workflow_engine.settings import Settings
+
+from ..types import SEARCH_ATTRIBUTES
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to the Temporal frontend named by the settings."""
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            tls=settings.temporal_tls,
+            api_key=settings.temporal_api_key,
+        )
+    except RuntimeError as exc:
+        raise UnavailableError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register our search attributes on the namespace if missing (dev server and self-hosted clusters)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    kinds = {
+        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        "BOOL": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    }
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {
+        key.name: kinds[key.indexed_value_type.name]
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in listed.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+
+
+class TemporalConnection:
+    """Connects on first use and keeps the client, so a process can start before Temporal is up."""
+
+    def __init__(
+        self, settings: Settings, client: Client | None = None, *, prepare: Callable[[Client], Client] | None = None
+    ) -> None:
+        """Remember the settings; `client` shares an existing connection, `prepare` adapts the client once."""
+        self._settings = settings
+        self._prepare = prepare or (lambda client: client)
+        self._client = self._prepare(client) if client is not None else None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        """Return the connected client, connecting now if needed."""
+        async with self._lock:
+            if self._client is None:
+                self._client = self._prepare(await connect(self._settings))
+            return self._client
