@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually_sync
 
 
 def _free_port() -> int:
@@ -60,16 +60,13 @@ class DevStack:
     def start(self) -> None:
         """Start the supervisor and wait for a healthy API."""
         self.proc = subprocess.Popen([sys.executable, "-m", "workflow_engine", "dev"], env=self.env, cwd=self.cwd)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "the supervisor exited early"
-            try:
-                if httpx.get(f"{self.api}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the dev stack did not become healthy")
+        proc = self.proc
+
+        def healthy() -> bool:
+            assert proc.poll() is None, "the supervisor exited early"
+            return httpx.get(f"{self.api}/health", timeout=2).status_code == 200
+
+        eventually_sync(healthy, within=90, interval=0.3, what="the dev stack healthy", ignore=(httpx.TransportError,))
 
     def interrupt(self) -> int:
         """Press Ctrl-C and return the supervisor's exit code."""
@@ -93,13 +90,13 @@ def dev(dev_env: dict[str, str], tmp_path: Path) -> Iterator[DevStack]:
 
 
 def _finished(api: str, execution_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    def detail() -> dict[str, Any]:
         body: dict[str, Any] = httpx.get(f"{api}/executions/{execution_id}", timeout=10).json()
-        if body["status"] != "running":
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.2)
+        return body
+
+    return eventually_sync(
+        detail, until=lambda b: b["status"] != "running", within=30, interval=0.2, what=f"{execution_id} finishing"
+    )
 
 
 def test_dev_stack_runs_stops_on_ctrl_c_and_keeps_its_data(dev: DevStack, dev_env: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually_sync
 
 USER_YAML = """
 name: order-report
@@ -81,16 +82,13 @@ class Stack:
             [sys.executable, "-m", "workflow_engine", name], env=self.env, cwd=self.cwd
         )
         if name == "api":
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                assert self.processes[name].poll() is None, "the API exited"
-                try:
-                    if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            raise AssertionError("the API did not become healthy")
+            process = self.processes[name]
+
+            def healthy() -> bool:
+                assert process.poll() is None, "the API exited"
+                return httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200
+
+            eventually_sync(healthy, within=30, interval=0.2, what="the API healthy", ignore=(httpx.TransportError,))
 
     def stop(self, name: str) -> int:
         """Stop one process as Ctrl-C would and return its exit code."""
@@ -116,13 +114,14 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
 
 
 def _poll(base_url: str, execution_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    def detail() -> dict[str, Any]:
         body: dict[str, Any] = httpx.get(f"{base_url}/executions/{execution_id}", timeout=10).json()
-        if body["status"] not in ("running", "waiting_approval"):
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.2)
+        return body
+
+    return eventually_sync(
+        detail, until=lambda b: b["status"] not in ("running", "waiting_approval"), within=30, interval=0.2,
+        what=f"{execution_id} finishing",
+    )  # fmt: skip
 
 
 def test_readme_walkthrough_runs_a_dropped_in_workflow(stack: Stack) -> None:
@@ -210,10 +209,8 @@ def test_cli_run_status_and_approve_through_the_api(stack: Stack, stack_env: dic
     started = cli("run", "human_approval_workflow", "-p", "employee=ada", "-p", "amount=2500")
     assert started.returncode == 0, started.stderr
     execution_id = json.loads(started.stdout)["execution_id"]
-    deadline = time.monotonic() + 30
-    while json.loads(cli("status", execution_id).stdout)["status"] != "waiting_approval":
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
+    eventually_sync(lambda: json.loads(cli("status", execution_id).stdout)["status"] == "waiting_approval",
+                    within=30, interval=0.3, what="`status` showing the run waiting for approval")  # fmt: skip
     approved = cli("approve", execution_id, "manager_approval", "--comment", "ok from the CLI")
     assert approved.returncode == 0, approved.stderr + approved.stdout
     assert "manager_approval: completed" in approved.stdout

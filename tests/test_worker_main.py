@@ -16,6 +16,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually
 from workflow_engine.storage import upgrade_database
 
 
@@ -54,10 +55,14 @@ async def test_the_worker_module_polls_and_stops_on_sigterm(temporal_env: Workfl
             env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        async with asyncio.timeout(60):
-            while not await _pollers(temporal_env, queue):
-                assert process.returncode is None, f"the worker exited on its own:\n{logged()}"
-                await asyncio.sleep(0.2)
+
+        async def polling() -> bool:
+            if await _pollers(temporal_env, queue):
+                return True
+            assert process.returncode is None, f"the worker exited on its own:\n{logged()}"
+            return False
+
+        await eventually(polling, within=60, interval=0.2, what=f"a poller on {queue}")
         assert f"worker polling {queue}" in logged()
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 from temporalio.client import Client
+
+from tests.polling import eventually
 
 from .conftest import TOKENS
 
@@ -25,12 +26,10 @@ async def _state(api: httpx.AsyncClient, execution_id: str, headers: dict[str, s
 async def _until(
     api: httpx.AsyncClient, execution_id: str, statuses: tuple[str, ...], headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    for _ in range(200):
-        body = await _state(api, execution_id, headers)
-        if body["status"] in statuses:
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{execution_id} never reached {statuses}: {body}")
+    return await eventually(
+        lambda: _state(api, execution_id, headers), until=lambda body: body["status"] in statuses, within=20,
+        what=f"{execution_id} reaching {statuses}",
+    )  # fmt: skip
 
 
 async def _start(
@@ -60,12 +59,12 @@ async def test_large_expense_waits_shows_in_inbox_and_completes_once_approved(ap
     assert waiting["status"] == "waiting_approval"
     assert waiting["message"] == "Approve 1200.0 for ada: laptop?"
     assert waiting["deadline"] is not None
-    for _ in range(100):  # visibility is eventually consistent
+
+    async def in_inbox() -> dict[str, Any] | None:  # visibility is eventually consistent
         inbox = (await api.get("/approvals", params={"status": "pending"})).json()["items"]
-        if any(item["execution_id"] == execution_id for item in inbox):
-            break
-        await asyncio.sleep(0.1)
-    item = next(item for item in inbox if item["execution_id"] == execution_id)
+        return next((item for item in inbox if item["execution_id"] == execution_id), None)
+
+    item = await eventually(in_inbox, within=10, what=f"{execution_id} in the pending approvals inbox")
     assert (item["task_id"], item["workflow_id"], item["message"]) == (
         "manager_approval", "human_approval_workflow", "Approve 1200.0 for ada: laptop?",
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+
+from tests.polling import eventually
 
 Json = dict[str, Any]
 
@@ -59,15 +60,13 @@ async def _start(api: httpx.AsyncClient, path: str, body: Json) -> str:
 
 
 async def _until(api: httpx.AsyncClient, execution_id: str, done: Callable[[Json], bool], limit: float = 30.0) -> Json:
-    deadline = time.monotonic() + limit
-    while True:
+    async def detail() -> Json:
         response = await api.get(f"/executions/{execution_id}")
         assert response.status_code == 200, response.text
         body: Json = response.json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, body
-        await asyncio.sleep(0.1)
+        return body
+
+    return await eventually(detail, until=done, within=limit, what=f"{execution_id} reaching the state awaited")
 
 
 def _finished(body: Json) -> bool:

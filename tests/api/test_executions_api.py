@@ -16,9 +16,10 @@ from sqlalchemy import delete
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from tests.polling import eventually
 from workflow_engine.api import create_app
 from workflow_engine.engine.client.visibility import decode_token, encode_token, visibility_query
-from workflow_engine.engine.types import RunInput
+from workflow_engine.engine.types import RunInput, RunStatus
 from workflow_engine.errors import ValidationFailedError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Execution, create_engine, repository, session_factory, upgrade_database
@@ -61,13 +62,7 @@ async def _detail(api: httpx.AsyncClient, execution_id: str, headers: dict[str, 
 
 async def _until(api: httpx.AsyncClient, execution_id: str, done: Callable[[Json], bool], limit: float = 20.0) -> Json:
     """Poll the execution until `done` holds."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
-        body = await _detail(api, execution_id)
-        if done(body):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.1)
+    return await eventually(lambda: _detail(api, execution_id), until=done, within=limit, what=f"{execution_id} ready")
 
 
 def _finished(body: Json) -> bool:
@@ -88,25 +83,26 @@ async def _napping(api: httpx.AsyncClient) -> str:
 
 async def _listed(api: httpx.AsyncClient, params: dict[str, Any], wanted: set[str], limit: float = 20.0) -> list[Json]:
     """Poll `GET /executions` until every wanted id is listed (visibility is eventually consistent)."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
+
+    async def listing() -> list[Json]:
         response = await api.get("/executions", params=params)
         assert response.status_code == 200, response.text
         items: list[Json] = response.json()["items"]
-        if wanted <= {item["execution_id"] for item in items}:
-            return items
-        assert asyncio.get_running_loop().time() < deadline, (params, items)
-        await asyncio.sleep(0.2)
+        return items
+
+    return await eventually(
+        listing, until=lambda items: wanted <= {item["execution_id"] for item in items}, within=limit, interval=0.2,
+        what=f"GET /executions?{params} listing {wanted}",
+    )  # fmt: skip
 
 
 async def _runs_with_id(client: Client, execution_id: str) -> int:
     """How many Temporal runs carry this workflow id (polled: visibility lags)."""
-    for _ in range(100):
-        count = (await client.count_workflows(f"WorkflowId = '{execution_id}'")).count
-        if count:
-            return count
-        await asyncio.sleep(0.1)
-    return 0
+
+    async def count() -> int:
+        return (await client.count_workflows(f"WorkflowId = '{execution_id}'")).count
+
+    return await eventually(count, within=10, what=f"visibility listing a run of {execution_id}")
 
 
 # --- execute: idempotency, revisions, wait --------------------------------------------------------------
@@ -284,7 +280,7 @@ async def test_list_shows_runs_waiting_for_approval(api: httpx.AsyncClient) -> N
 
 def test_visibility_query_and_page_tokens() -> None:
     query = visibility_query(
-        workflow_id="hello", statuses=["running", "failed", "running"],
+        workflow_id="hello", statuses=[RunStatus.RUNNING, RunStatus.FAILED, RunStatus.RUNNING],
         started_after=datetime(2026, 1, 2, 3, 4, 5), started_before=datetime(2026, 1, 3, tzinfo=UTC),
     )  # fmt: skip
     assert query == (

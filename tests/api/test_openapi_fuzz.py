@@ -13,6 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
+from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,39 +25,40 @@ from workflow_engine.settings import Settings
 from workflow_engine.storage import upgrade_database
 
 
-def _app() -> object:
-    """Build the API against a dedicated dev server and a migrated SQLite file (both live for the module)."""
+@pytest.fixture(scope="module")
+def api_schema() -> Iterator[BaseSchema]:
+    """The spec of an API on its own dev server and a migrated SQLite file, built when the test runs, not collected."""
     loop = asyncio.new_event_loop()
     env = loop.run_until_complete(
         WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
                                         dev_server_log_level="error")
     )  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="wfe-fuzz-"))
-    (tmp / "workflows").mkdir()
-    for name in ("hello.yaml", "greetings.py", "human_approval_workflow.yaml", "expenses.py"):
-        shutil.copy(REPO_ROOT / "workflows" / name, tmp / "workflows" / name)
-    url = f"sqlite+aiosqlite:///{tmp / 'engine.db'}"
-    loop.run_until_complete(upgrade_database(url))
-    _RESOURCES.extend([loop, env, tmp])
-    return create_app(
-        Settings(_env_file=None, temporal_address=env.client.service_client.config.target_host,
-                 temporal_task_queue="fuzz", workflows_dir=tmp / "workflows", database_url=url,
-                 workflows_poll_seconds=0)
-    )  # fmt: skip
+    try:
+        (tmp / "workflows").mkdir()
+        for name in ("hello.yaml", "greetings.py", "human_approval_workflow.yaml", "expenses.py"):
+            shutil.copy(REPO_ROOT / "workflows" / name, tmp / "workflows" / name)
+        url = f"sqlite+aiosqlite:///{tmp / 'engine.db'}"
+        loop.run_until_complete(upgrade_database(url))
+        app = create_app(
+            Settings(_env_file=None, temporal_address=env.client.service_client.config.target_host,
+                     temporal_task_queue="fuzz", workflows_dir=tmp / "workflows", database_url=url,
+                     workflows_poll_seconds=0)
+        )  # fmt: skip
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+    finally:
+        loop.run_until_complete(env.shutdown())
+        loop.close()
+        shutil.rmtree(str(tmp), ignore_errors=True)
 
 
-_RESOURCES: list[object] = []
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shutdown() -> Iterator[None]:
-    yield
-    loop, env, tmp = _RESOURCES
-    assert isinstance(loop, asyncio.AbstractEventLoop) and isinstance(env, WorkflowEnvironment)
-    loop.run_until_complete(env.shutdown())
-    loop.close()
-    shutil.rmtree(str(tmp), ignore_errors=True)
+@pytest.fixture(autouse=True)
+def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    # schemathesis 4.32's lazy schemas label each operation through `Node._nodeid`, which pytest 9.2 no longer has.
+    request.node._nodeid = request.node.nodeid
 
 
 @schema.parametrize()

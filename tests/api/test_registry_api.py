@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.polling import eventually
+
 from .conftest import TOKENS
 
 FLOW = "name: api-flow\ntasks:\n  - id: a\n    activity_type: log\n    config: {message: one}\n"
@@ -70,12 +72,10 @@ async def test_delete_is_refused_while_runs_are_active_unless_forced(api: httpx.
     started = await api.post("/executions/workflows/human_approval_workflow/execute",
                              json={"parameters": {"employee": "ada", "amount": 5000}})  # fmt: skip
     assert started.status_code == 202
-    for _ in range(100):  # visibility catches up
-        refused = await api.delete("/workflows/human_approval_workflow")
-        if refused.status_code == 409:
-            break
-        await asyncio.sleep(0.1)
-    assert refused.status_code == 409, refused.text
+    refused = await eventually(  # visibility catches up
+        lambda: api.delete("/workflows/human_approval_workflow"), until=lambda r: r.status_code == 409, within=10,
+        what="the delete being refused while a run is active",
+    )  # fmt: skip
     assert "running execution" in refused.json()["detail"]
     assert (await api.delete("/workflows/human_approval_workflow", params={"force": True})).status_code == 204
     assert (await api.get("/workflows/human_approval_workflow")).status_code == 404
@@ -84,11 +84,10 @@ async def test_delete_is_refused_while_runs_are_active_unless_forced(api: httpx.
 
 async def test_reload_and_the_watcher_pick_up_new_files(api: httpx.AsyncClient, workflows_dir: Path) -> None:
     (workflows_dir / "dropped.yaml").write_text(FLOW.replace("api-flow", "dropped"))
-    for _ in range(100):  # the watcher polls every 2 s by default
-        if (await api.get("/workflows/dropped")).status_code == 200:
-            break
-        await asyncio.sleep(0.1)
-    assert (await api.get("/workflows/dropped")).status_code == 200
+    await eventually(  # the watcher polls every 2 s by default
+        lambda: api.get("/workflows/dropped"), until=lambda r: r.status_code == 200, within=10,
+        what="the watcher registering dropped.yaml",
+    )  # fmt: skip
     (workflows_dir / "later.yaml").write_text(FLOW.replace("api-flow", "later"))
     (workflows_dir / "broken-file.yaml").write_text("name: [\n")
     report = await api.post("/workflows/reload")
@@ -142,10 +141,7 @@ async def test_a_rescan_never_reverts_an_api_registration_but_a_file_edit_is_a_n
     await asyncio.sleep(2.5)
     assert await _revisions(api, "hello") == [(2, True), (1, False)]
     file.write_text(original.replace("Say hello", "Say hey"))
-    for _ in range(50):
-        if len(await _revisions(api, "hello")) == 3:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: _revisions(api, "hello"), until=lambda r: len(r) == 3, within=5, what="a third revision")
     assert await _revisions(api, "hello") == [(3, True), (2, False), (1, False)]
 
 

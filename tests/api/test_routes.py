@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import pytest
 from temporalio.client import Client
 
+from tests.polling import eventually
 from workflow_engine.api import create_app
 from workflow_engine.settings import Settings
 
 
 async def _wait_finished(api: httpx.AsyncClient, execution_id: str, limit: float = 20.0) -> dict[str, Any]:
     """Poll the execution until it leaves `running`."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
+
+    async def detail() -> dict[str, Any]:
         response = await api.get(f"/executions/{execution_id}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["status"] not in ("running", "waiting_approval"):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.1)
+        return body
+
+    return await eventually(
+        detail, until=lambda b: b["status"] not in ("running", "waiting_approval"), within=limit,
+        what=f"{execution_id} finishing",
+    )  # fmt: skip
 
 
 async def test_health_reports_database_and_temporal(api: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.dsl.test_dsl_notices import SCHEDULED
 from workflow_engine.api import create_app
-from workflow_engine.api.registry import register_directory
+from workflow_engine.api.registration import register_directory
 from workflow_engine.cli import app as cli
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
@@ -90,7 +90,7 @@ async def test_directory_scans_log_the_warning(
     (workflows_dir / "nightly.yaml").write_text(SCHEDULED, encoding="utf-8")
     engine = create_engine(settings.database_url)
     try:
-        with caplog.at_level(logging.WARNING, logger="workflow_engine.api.registry"):
+        with caplog.at_level(logging.WARNING, logger="workflow_engine.api.registration"):
             report = await register_directory(sessions=session_factory(engine), directory=workflows_dir)
     finally:
         await engine.dispose()

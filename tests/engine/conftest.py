@@ -11,6 +11,7 @@ from typing import Any
 import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from tests.polling import eventually
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine.client.executions import describe_execution, start_execution
 from workflow_engine.engine.types import RunInput
@@ -37,7 +38,15 @@ class Outcome:
             result = await handle.result()
         except WorkflowFailureError as exc:
             failure = exc
-        return cls(handle, result, failure, await describe_execution(client, handle.id))
+        # the status query gives up after 2 s; on a loaded machine a worker may answer only on a later try
+        state = await eventually(
+            lambda: describe_execution(client, handle.id),
+            within=60,
+            what=f"a worker answering the status query of {handle.id}",
+            until=lambda described: described["tasks_source"] == "worker",
+            interval=0.5,
+        )
+        return cls(handle, result, failure, state)
 
     def task(self, task_id: str) -> dict[str, Any]:
         """Return the final state of one task."""

@@ -25,6 +25,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from tests.polling import eventually
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine.client.executions import start_execution
@@ -61,12 +62,11 @@ def boom(message):
 
 
 async def _wait_for_approval(handle: Handle, task_id: str) -> None:
-    for _ in range(400):
+    async def waiting() -> bool:
         state = await handle.query("status")
-        if any(t["id"] == task_id and t["status"] == "waiting_approval" for t in state["tasks"]):
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{handle.id}: task {task_id} never waited for approval")
+        return any(t["id"] == task_id and t["status"] == "waiting_approval" for t in state["tasks"])
+
+    await eventually(waiting, within=20, interval=0.05, what=f"{handle.id}: task {task_id} waiting for approval")
 
 
 def _signed(handle: Handle, payload: dict[str, Any]) -> dict[str, Any]:

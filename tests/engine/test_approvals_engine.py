@@ -8,7 +8,6 @@ time-skipping test server, so a 48-hour deadline passes in milliseconds.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +23,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, Work
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from tests.polling import eventually
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine.client.executions import describe_execution, start_execution
 from workflow_engine.engine.signing import sign, signature
@@ -101,12 +101,10 @@ async def _task(handle: Handle, task_id: str) -> dict[str, Any]:
 
 
 async def _wait_until(handle: Handle, task_id: str, status: str) -> dict[str, Any]:
-    for _ in range(200):
-        task = await _task(handle, task_id)
-        if task["status"] == status:
-            return task
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"task {task_id} never reached {status}: {task}")
+    return await eventually(
+        lambda: _task(handle, task_id), until=lambda task: task["status"] == status, within=10, interval=0.05,
+        what=f"task {task_id} reaching {status}",
+    )  # fmt: skip
 
 
 async def _waiting_flag(handle: Handle) -> bool | None:

@@ -9,7 +9,6 @@ durations. Continue-as-new runs on a dedicated dev server told to suggest it aft
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 import uuid
@@ -26,6 +25,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from tests.polling import eventually
 from workflow_engine.devserver import temporal_binary
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine.client.executions import start_execution
@@ -478,10 +478,8 @@ tasks:
     assert long["status"] == "cancelled"
     assert _at(long["finished_at"]) - _at(long["started_at"]) < timedelta(seconds=10)
     assert outcome.task("after_long")["status"] == "pending"
-    for _ in range(50):  # the activity learns of the cancellation on its next heartbeat
-        if marker.exists():
-            break
-        await asyncio.sleep(0.1)
+    # the activity learns of the cancellation on its next heartbeat
+    await eventually(marker.exists, within=5, what="the long activity seeing its cancellation")
     assert marker.read_text() == "cancelled"
     assert time.monotonic() - began < 15
 

@@ -23,7 +23,7 @@ from workflow_engine.engine.activities.egress import (
     non_public_reason,
     parse_endpoint,
 )
-from workflow_engine.engine.activities.http import HttpActivities
+from workflow_engine.engine.activities.http import HttpActivities, HttpRequestConfig
 from workflow_engine.engine.types import ActivityInput
 from workflow_engine.settings import Settings
 
@@ -294,6 +294,55 @@ async def test_bad_config_is_non_retryable(config: dict[str, Any], fragment: str
     error = await _error(config)
     assert error.type == "ConfigError" and error.non_retryable
     assert fragment in error.message
+
+
+_KEYS = "body, expected_status, follow_redirects, form, headers, json, method, query, timeout, url"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"url": "http://x/", "zz": 1, "aa": 2, "method": 5}, f"unknown config keys ['aa', 'zz']; allowed: {_KEYS}"),
+        ({"method": "G T", "url": None}, "config.method must be an HTTP method such as GET or POST"),
+        ({"url": "http://[::1"}, "config.url is not a valid URL: Invalid port: ':1'"),
+        ({"url": "/rel", "headers": 5}, "config.url must be an absolute http(s) URL"),
+        ({"url": "http://x/", "headers": 5, "query": 5}, "config.query must be a mapping of names to scalars or lists"),
+        ({"url": "http://x/", "json": 1, "body": 5, "timeout": 0}, "only one of json, body and form; got json, body"),
+        ({"url": "http://x/", "headers": {"X A": "1"}, "json": 1, "form": {}}, "config.headers: 'X A' needs a token"),
+        ({"url": "http://x/", "body": 5, "timeout": "x"}, "config.body must be a string"),
+        ({"url": "http://x/", "follow_redirects": 1, "timeout": "x"}, "config.follow_redirects must be true or false"),
+        ({"url": "http://x/", "timeout": "x", "expected_status": "x"}, "config.timeout must be a positive number"),
+        ({"url": "http://x/", "expected_status": []}, "config.expected_status must not be empty"),
+        ({"url": "http://x/", "expected_status": [200, "abc", "300-200"]}, "('200-299'); got 'abc'"),
+        ({"url": "http://x/", "expected_status": " 700 "}, "('200-299'); got 700"),
+        ({"url": "http://x/", "expected_status": "\u00b2"}, "('200-299'); got '\u00b2'"),
+    ],
+)
+async def test_config_problems_are_reported_first_key_first(config: dict[str, Any], message: str) -> None:
+    error = await _error(config)
+    assert error.type == "ConfigError" and error.non_retryable
+    assert message in error.message
+
+
+def test_config_is_taken_as_given() -> None:
+    config = {
+        "method": "post",
+        "url": " http://x/p?k=1 ",
+        "query": {"a": [True, 1.0, 2], "b": ""},
+        "headers": {"A": True, "N": 1.5},
+        "json": None,
+        "timeout": "200ms",
+        "expected_status": ["2XX", " 404 ", "\u0664\u0661\u0668"],
+    }
+    parsed = ActivityEnvironment().run(HttpRequestConfig.parse, config)
+    assert (parsed.method, str(parsed.url), parsed.headers) == (
+        "POST",
+        "http://x/p?k=1&a=true&a=1.0&a=2&b=",
+        {"A": "true", "N": "1.5"},
+    )
+    assert parsed.body == {"json": None} and parsed.timeout == 0.2 and parsed.follow_redirects
+    assert parsed.expected == [(200, 299), (404, 404), (418, 418)]
+    assert ActivityEnvironment().run(HttpRequestConfig.parse, {"url": "http://x/", "form": None}).body == {"data": {}}
 
 
 def test_egress_policy_classification() -> None:

@@ -7,6 +7,7 @@ import uuid
 
 from temporalio.client import Client
 
+from tests.polling import eventually
 from workflow_engine.dsl import parse_definition
 from workflow_engine.engine.client.executions import start_execution
 from workflow_engine.engine.types import RunInput
@@ -44,11 +45,11 @@ async def test_more_paused_runs_than_the_cache_all_approve_after_a_restart(clien
                             run_input=RunInput(definition=definition, revision=1))
             for execution_id in ids
         ))  # fmt: skip
-        for _ in range(200):
-            if all(await asyncio.gather(*(waiting(i) for i in ids))):
-                break
-            await asyncio.sleep(0.1)
-        assert all(await asyncio.gather(*(waiting(i) for i in ids)))
+
+        async def all_waiting() -> bool:
+            return all(await asyncio.gather(*(waiting(i) for i in ids)))
+
+        await eventually(all_waiting, within=20, what=f"all {RUNS} runs waiting for approval")
     # A new worker (a restart): nothing is cached, every decision replays its run from history.
     async with build_worker(client, small):
         answers = await asyncio.gather(*(

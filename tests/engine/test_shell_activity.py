@@ -11,7 +11,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from workflow_engine.engine.activities.shell import ShellActivities
+from tests.polling import eventually
+from workflow_engine.engine.activities.shell import ShellActivities, ShellConfig
 from workflow_engine.engine.types import ActivityInput
 from workflow_engine.settings import Settings
 
@@ -46,12 +47,10 @@ def _pids(path: Path) -> list[int]:
 
 
 async def _wait_for_pids(path: Path, count: int) -> list[int]:
-    for _ in range(200):
-        pids = _pids(path)
-        if len(pids) >= count:
-            return pids
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{path} never listed {count} pids")
+    return await eventually(
+        lambda: _pids(path), until=lambda pids: len(pids) >= count, within=2, interval=0.01,
+        what=f"{path} listing {count} pids",
+    )  # fmt: skip
 
 
 def _spawner(pidfile: Path, *, trap: str = "") -> list[str]:
@@ -189,3 +188,32 @@ async def test_bad_config_is_non_retryable(config: dict[str, Any], fragment: str
     error = await _error(config)
     assert error.type == "ConfigError" and error.non_retryable
     assert fragment in error.message
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"command": None, "shell": 1, "b": 2}, "unknown config keys ['b', 'shell']; allowed: command, cwd, env,"),
+        ({"command": ["echo", True], "env": 5}, "config.command is required: a list of arguments or a string"),
+        ({"command": "'' x", "env": 5}, "config.command must name a program"),
+        ({"command": ["echo"], "env": {"=": "x"}, "cwd": 5}, "config.env must be a mapping of variable names"),
+        ({"command": ["echo"], "cwd": 5, "max_output_bytes": 0}, "config.cwd must be an existing directory; got 5"),
+        ({"command": ["echo"], "max_output_bytes": True, "timeout": "x"}, "config.max_output_bytes must be a positive"),
+        ({"command": ["echo"], "timeout": 0}, "config.timeout must be a positive number of seconds or a duration"),
+    ],
+)
+async def test_config_problems_are_reported_first_key_first(config: dict[str, Any], message: str) -> None:
+    error = await _error(config)
+    assert error.type == "ConfigError" and error.non_retryable
+    assert message in error.message
+
+
+def test_config_is_taken_as_given() -> None:
+    config = {"command": ["echo", 1, 2.5], "env": {"A": True, "B": 1.5, "PATH": "/x"}, "timeout": "5m"}
+    parsed = ActivityEnvironment().run(ShellConfig.parse, config)
+    assert parsed.argv == ["echo", "1", "2.5"] and parsed.timeout == 300.0 and parsed.cwd is None
+    assert parsed.env["A"] == "true" and parsed.env["B"] == "1.5" and parsed.env["PATH"] == "/x"
+    assert parsed.max_output_bytes == 1024 * 1024
+    empties: list[Any] = [None, [], "", 0, False]
+    for empty in empties:  # any false env means no extra variables
+        assert ActivityEnvironment().run(ShellConfig.parse, {"command": "true", "env": empty}).argv == ["true"]

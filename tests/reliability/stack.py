@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually_sync
 from workflow_engine.devserver import temporal_command
 from workflow_engine.settings import Settings
 
@@ -29,18 +29,8 @@ def free_port() -> int:
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Call `check` until it returns something other than None or False; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (httpx.HTTPError, OSError):
-            value = None
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
-        time.sleep(interval)
+    """`eventually_sync` for probes of a deployment that may be down a moment: HTTP and OS errors mean "not yet"."""
+    return eventually_sync(check, within=timeout, what=what, interval=interval, ignore=(httpx.HTTPError, OSError))
 
 
 class Stack:

@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Execution, StoredPayload, create_engine, session_factory
 from workflow_engine.worker import build_worker
@@ -90,15 +91,14 @@ async def _in_temporal(client: Client, keys: list[str]) -> set[str]:
 
 
 async def _runs_on_queue(client: Client, task_queue: str, expected: int) -> int:
-    """How many runs Temporal visibility lists on this queue, once it has caught up to `expected` (or 10 s passed)."""
-    count = 0
-    for _ in range(50):
-        count = (await client.count_workflows(f"TaskQueue = '{task_queue}'")).count
-        if count >= expected:
-            await asyncio.sleep(0.5)  # a duplicate would show up a moment later
-            return (await client.count_workflows(f"TaskQueue = '{task_queue}'")).count
-        await asyncio.sleep(0.2)
-    return count
+    """How many runs Temporal visibility lists on this queue, once it has caught up to `expected` (within 10 s)."""
+
+    async def count() -> int:
+        return (await client.count_workflows(f"TaskQueue = '{task_queue}'")).count
+
+    await eventually(count, until=lambda n: n >= expected, within=10, interval=0.2, what=f"{expected} runs listed")
+    await asyncio.sleep(0.5)  # a duplicate would show up a moment later
+    return await count()
 
 
 async def test_keyed_starts_through_an_api_sigkill_lose_nothing_and_duplicate_nothing(

@@ -18,8 +18,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually
 from workflow_engine.api import create_app
-from workflow_engine.api.registry import content_hash
+from workflow_engine.api.registration import content_hash
 from workflow_engine.dsl import parse_definition
 from workflow_engine.settings import Settings
 
@@ -130,11 +131,10 @@ async def test_a_burst_of_reloads_and_registrations_in_one_app_loses_nothing(
             edited = version("edited-file")
             (workflows_dir / "race.yaml").write_text(edited)
             contents.add(edited)
-            for _ in range(50):
-                listed = (await http.get(f"/workflows/{WORKFLOW}/revisions")).json()
-                if len(listed) == len(contents):
-                    break
-                await asyncio.sleep(0.1)
+            await eventually(
+                lambda: http.get(f"/workflows/{WORKFLOW}/revisions"), until=lambda r: len(r.json()) == len(contents),
+                within=5, what="the watcher registering the edited file",
+            )  # fmt: skip
             await assert_revisions(http, contents, current=edited)
 
 
@@ -163,17 +163,15 @@ class ApiProcess:
 
     async def ready(self) -> None:
         """Wait until the API answers /health (its startup scan is done by then)."""
-        assert self.proc is not None
+        proc = self.proc
+        assert proc is not None
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as http:
-            for _ in range(150):
-                assert self.proc.returncode is None, (self.cwd / f"{self.name}.log").read_text()[-3000:]
-                try:
-                    if (await http.get("/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.name} did not become healthy")
+
+            async def healthy() -> bool:
+                assert proc.returncode is None, (self.cwd / f"{self.name}.log").read_text()[-3000:]
+                return (await http.get("/health")).status_code == 200
+
+            await eventually(healthy, within=15, what=f"{self.name} healthy", ignore=(httpx.TransportError,))
 
     async def stop(self) -> None:
         """Stop it as Ctrl-C would."""

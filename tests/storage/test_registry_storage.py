@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from workflow_engine.api.registry import content_hash, register_directory, register_source
+from workflow_engine.api.registration import content_hash, register_directory, register_source
 from workflow_engine.dsl import DslError, parse_definition
 from workflow_engine.errors import ConflictError
 from workflow_engine.storage import create_engine, repository, session_factory, upgrade_database

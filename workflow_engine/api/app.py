@@ -20,8 +20,8 @@ from workflow_engine.storage import create_engine, session_factory
 
 from .errors import PROBLEM_RESPONSES, install_error_handlers
 from .limits import RequestLimits
-from .registry import directory_snapshot, register_directory, watch_directory
-from .routes import approvals, executions, health, registry, workflows
+from .registration import directory_snapshot, register_directory, watch_directory
+from .routes import approvals, executions, health, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,6 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.add_middleware(
         RequestLimits, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
     )
-    for router in (health.router, registry.router, workflows.router, executions.router, approvals.router):
+    for router in (health.router, workflows.router, executions.router, approvals.router):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

@@ -14,6 +14,8 @@ from fastapi import Depends, Request
 from workflow_engine.errors import ForbiddenError, TokensRequiredError, UnauthenticatedError
 from workflow_engine.settings import Settings
 
+from .deps import SettingsDep
+
 ROLES = ("viewer", "operator", "approver", "admin")
 # What each role may also do: admin everything, operator and approver can also read.
 _IMPLIES = {"admin": set(ROLES), "operator": {"viewer"}, "approver": {"viewer"}, "viewer": set()}
@@ -100,10 +102,10 @@ def authenticate(settings: Settings, authorization: str | None, client_host: str
     raise UnauthenticatedError("unknown or revoked API token")
 
 
-async def current_caller(request: Request) -> Caller:
+async def current_caller(request: Request, settings: SettingsDep) -> Caller:
     """FastAPI dependency: the authenticated caller of this request."""
     client = request.client.host if request.client else None
-    return authenticate(request.app.state.settings, request.headers.get("authorization"), client)
+    return authenticate(settings, request.headers.get("authorization"), client)
 
 
 def require(role: str) -> Callable[..., Awaitable[Caller]]:

@@ -6,9 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ExecutionStatusName = Literal[
-    "running", "waiting_approval", "completed", "failed", "cancelled", "terminated", "timed_out"
-]
+from workflow_engine.engine.types import RunStatus, TaskStatus
 
 
 class Health(BaseModel):
@@ -127,7 +125,7 @@ class ExecuteResponse(BaseModel):
     execution_id: str
     workflow_id: str
     revision: int
-    status: ExecutionStatusName
+    status: RunStatus
 
 
 class TaskState(BaseModel):
@@ -136,7 +134,7 @@ class TaskState(BaseModel):
     id: str
     name: str
     type: str = "activity"
-    status: str
+    status: TaskStatus
     attempts: int = 0
     started_at: str | None = None
     finished_at: str | None = None
@@ -177,7 +175,7 @@ class ExecutionDetail(BaseModel):
     execution_id: str
     workflow_id: str
     revision: int | None
-    status: ExecutionStatusName
+    status: RunStatus
     parameters: dict[str, Any] | None = None
     tasks: list[TaskState]
     tasks_source: Literal["worker", "declared"] = Field(
@@ -241,7 +239,7 @@ class ExecutionListItem(BaseModel):
     execution_id: str
     workflow_id: str
     revision: int | None = None
-    status: ExecutionStatusName
+    status: RunStatus
     started_at: str
     finished_at: str | None = None
 
@@ -283,5 +281,5 @@ class StopResponse(BaseModel):
     """Answer to cancel and terminate calls."""
 
     execution_id: str
-    status: ExecutionStatusName
+    status: RunStatus
     detail: str

@@ -3,6 +3,7 @@
 from .errors import DslError, ExpressionError, Issue
 from .expressions import evaluate, is_true, render
 from .graph import dependencies, task_graph
+from .instants import parse_instant
 from .model import ActivityTask, ParamSpec, RetryPolicy, Task, WorkflowDefinition
 from .params import resolve_params
 from .parser import parse_definition
@@ -22,6 +23,7 @@ __all__ = [
     "task_graph",
     "evaluate",
     "is_true",
+    "parse_instant",
     "parse_definition",
     "render",
     "resolve_params",

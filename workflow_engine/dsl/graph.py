@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .model import Task, WorkflowDefinition
 
 Graph = dict[str, tuple[str, ...]]
 
 
-def task_graph(tasks: Sequence[Task]) -> Graph:
-    """Return each task's dependencies; omitted `depends_on` means the previous task in the list."""
+def dependencies_of(tasks: Iterable[tuple[str, Sequence[str] | None]]) -> Graph:
+    """The rule of DSL.md: each (id, depends_on) in list order; an omitted `depends_on` means the previous task."""
     graph: Graph = {}
     previous: str | None = None
-    for task in tasks:
-        if task.depends_on is None:
-            graph[task.id] = (previous,) if previous else ()
-        else:
-            graph[task.id] = tuple(dict.fromkeys(task.depends_on))
-        previous = task.id
+    for task_id, depends_on in tasks:
+        graph[task_id] = ((previous,) if previous else ()) if depends_on is None else tuple(dict.fromkeys(depends_on))
+        previous = task_id
     return graph
+
+
+def task_graph(tasks: Sequence[Task]) -> Graph:
+    """Return each task's dependencies; omitted `depends_on` means the previous task in the list."""
+    return dependencies_of((task.id, task.depends_on) for task in tasks)
 
 
 def dependencies(definition: WorkflowDefinition) -> Graph:

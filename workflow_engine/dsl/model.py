@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +20,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from .instants import parse_instant
 
 _SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -238,7 +240,7 @@ class SleepConfig(_Closed):
             raise ValueError("set exactly one of duration and until")
         if self.until is not None and "${{" not in self.until:
             try:
-                moment = datetime.fromisoformat(self.until.replace("Z", "+00:00"))
+                moment = parse_instant(self.until)
             except ValueError:
                 raise ValueError(f"until {self.until!r} is not an ISO 8601 datetime") from None
             if moment.tzinfo is None:

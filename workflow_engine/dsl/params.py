@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from .errors import DslError, Issue
+from .instants import parse_instant
 from .model import ParamSpec, WorkflowDefinition
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -33,7 +33,7 @@ def check_value(value: Any, spec: ParamSpec, *, check_enum: bool = True) -> list
     problems = []
     if spec.type == "datetime":
         try:
-            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            parse_instant(str(value))
         except ValueError:
             problems.append(f"{value!r} is not an ISO 8601 datetime")
     if check_enum and spec.enum is not None and value not in spec.enum:

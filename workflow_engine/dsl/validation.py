@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .errors import ExpressionError
 from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names, static_limit_problem
-from .graph import Graph, find_cycle, upstream
+from .graph import Graph, dependencies_of, find_cycle, upstream
 from .model import ParamSpec
 from .params import check_value
 from .python_policy import check_python_tasks
@@ -46,22 +46,15 @@ def _task_id(task: dict[str, Any]) -> str | None:
 
 
 def _graph(tasks: list[tuple[int, dict[str, Any]]]) -> Graph:
-    """Dependencies as DSL.md defines them: omitted depends_on means the previous task."""
-    graph: Graph = {}
-    previous: str | None = None
-    for _, task in tasks:
-        task_id = _task_id(task)
-        if task_id is None:
-            continue
-        deps = task.get("depends_on")
-        if deps is None:
-            graph[task_id] = (previous,) if previous else ()
-        elif isinstance(deps, list):
-            graph[task_id] = tuple(dict.fromkeys(d for d in deps if isinstance(d, str)))
-        else:
-            graph[task_id] = ()
-        previous = task_id
-    return graph
+    """The dependencies of raw tasks (`dependencies_of`), read leniently: tasks without an id are left out."""
+    return dependencies_of((task_id, _depends_on(task)) for _, task in tasks if (task_id := _task_id(task)) is not None)
+
+
+def _depends_on(task: dict[str, Any]) -> list[str] | None:
+    deps = task.get("depends_on")
+    if deps is None:
+        return None
+    return [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
 
 
 def check_semantics(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, BeforeValidator
 from workflow_engine.api.auth import Operator, Viewer
 from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
-from workflow_engine.api.executions import StartedRun, execution_detail, idempotency_key, retry_run, start_run
+from workflow_engine.api.runs import StartedRun, execution_detail, idempotency_key, retry_run, start_run
 from workflow_engine.api.schemas import (
     EXECUTION_KEY_MAX,
     EXECUTION_KEY_PATTERN,
@@ -22,16 +22,17 @@ from workflow_engine.api.schemas import (
     ExecutionHistory,
     ExecutionList,
     ExecutionListItem,
-    ExecutionStatusName,
     HistoryEntry,
     RetryResponse,
     StopRequest,
     StopResponse,
 )
+from workflow_engine.dsl.instants import parse_instant
 from workflow_engine.dsl.model import NAME_PATTERN
 from workflow_engine.engine.client.executions import cancel_execution, terminate_execution, wait_closed
 from workflow_engine.engine.client.history import execution_history
 from workflow_engine.engine.client.visibility import list_executions, visibility_query
+from workflow_engine.engine.types import RunStatus
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 
@@ -42,7 +43,7 @@ def _iso_only(value: Any) -> Any:
     """Accept only ISO 8601 text: pydantic alone would also read `0.5` as a Unix timestamp."""
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parse_instant(value)
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO 8601 datetime") from None
     return value
@@ -130,7 +131,7 @@ async def list_runs(
     temporal: TemporalDep,
     _caller: Viewer,
     workflow_id: Annotated[str | None, Query(pattern=NAME_PATTERN, description="Only runs of this workflow.")] = None,
-    status: Annotated[list[ExecutionStatusName] | None, Query(description="Only runs in these statuses.")] = None,
+    status: Annotated[list[RunStatus] | None, Query(description="Only runs in these statuses.")] = None,
     started_after: Annotated[IsoDatetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
     started_before: Annotated[IsoDatetime | None, Query(description="ISO 8601; without a zone, UTC.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -173,7 +174,7 @@ async def cancel(
     """Ask a running run to cancel: its running tasks end `cancelled`, then the run does (409 if finished)."""
     reason = (body.reason if body else None) or "cancelled through the API"
     await cancel_execution(temporal, execution_id, f"{reason} (by {caller.user})")
-    return StopResponse(execution_id=execution_id, status="running", detail="cancellation requested")
+    return StopResponse(execution_id=execution_id, status=RunStatus.RUNNING, detail="cancellation requested")
 
 
 @router.post("/{execution_id}/terminate", response_model=StopResponse, responses=_ERRORS)
@@ -183,7 +184,7 @@ async def terminate(
     """End a running run at once, without cleanup (409 if it has finished)."""
     reason = (body.reason if body else None) or "terminated through the API"
     await terminate_execution(temporal, execution_id, f"{reason} (by {caller.user})")
-    return StopResponse(execution_id=execution_id, status="terminated", detail="terminated")
+    return StopResponse(execution_id=execution_id, status=RunStatus.TERMINATED, detail="terminated")
 
 
 @router.post(

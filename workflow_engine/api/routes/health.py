@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from workflow_engine.api.deps import ConnectionDep, SessionsDep
 from workflow_engine.api.schemas import Health
-from workflow_engine.engine.client.connection import TemporalConnection
 from workflow_engine.errors import EngineError
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(request: Request) -> JSONResponse:
+async def health(sessions: SessionsDep, connection: ConnectionDep) -> JSONResponse:
     """Check the database and Temporal; 200 when both answer, 503 otherwise."""
     database = temporal = "ok"
     try:
-        async with request.app.state.sessions() as session:
+        async with sessions() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - report any database failure as a health state
         database = f"error: {type(exc).__name__}: {exc}"
-    connection: TemporalConnection = request.app.state.temporal
     try:
         client = await connection.get()
         await client.service_client.check_health()

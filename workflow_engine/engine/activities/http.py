@@ -4,37 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ...dsl.model import Duration
 from ...settings import Settings
 from ..types import ActivityInput, ActivityResult
+from .configs import HTTP_DEFAULT_TIMEOUT, ConfigProblem, HttpRequestSpec
 from .egress import EgressDenied, EgressPolicy, HostResolutionError, IPAddress, infrastructure_of
 from .heartbeat import heartbeating
 
 MAX_REDIRECTS = 10
-DEFAULT_TIMEOUT = 30.0
 EXCERPT_CHARS = 500
-CONFIG_KEYS = frozenset(
-    {"method", "url", "headers", "query", "json", "body", "form", "timeout", "expected_status", "follow_redirects"}
-)
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _CROSS_ORIGIN_DROPPED = frozenset({"authorization", "proxy-authorization", "cookie", "host"})
 _BODY_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
-_METHOD = re.compile(r"^[A-Z]+$")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_CLASS_PATTERN = re.compile(r"^([1-5])xx$", re.IGNORECASE)
-_RANGE_PATTERN = re.compile(r"^(\d{3})\s*-\s*(\d{3})$")
-_DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
-_SCALARS = (str, int, float, bool)
 
 
 def _fail(message: str, error_type: str, *, non_retryable: bool = False, **details: Any) -> ApplicationError:
@@ -43,134 +30,38 @@ def _fail(message: str, error_type: str, *, non_retryable: bool = False, **detai
     )
 
 
-def _config_error(message: str) -> ApplicationError:
-    return _fail(message, "ConfigError", non_retryable=True)
-
-
-def parse_seconds(value: Any, key: str) -> float:
-    """Return a positive timeout in seconds from a number or a DSL duration string (`10s`, `5m`, `PT30S`).
-
-    Raises:
-        ApplicationError: Non-retryable `ConfigError` when the value is not a positive duration.
-    """
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return _DURATION.validate_python(value).total_seconds()
-        except ValidationError:
-            pass
-    raise _config_error(f"config.{key} must be a positive number of seconds or a duration such as 10s, 5m or PT30S")
-
-
-def _parse_expected(value: Any) -> list[tuple[int, int]]:
-    items = value if isinstance(value, list) else [value]
-    ranges: list[tuple[int, int]] = []
-    message = "config.expected_status entries must be status codes (200), classes ('2xx') or ranges ('200-299')"
-    for item in items:
-        if isinstance(item, str) and item.strip().isdigit():
-            item = int(item.strip())
-        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            ranges.append((item, item))
-        elif isinstance(item, str) and (match := _CLASS_PATTERN.match(item.strip())):
-            ranges.append((int(match.group(1)) * 100, int(match.group(1)) * 100 + 99))
-        elif isinstance(item, str) and (match := _RANGE_PATTERN.match(item.strip())):
-            low, high = int(match.group(1)), int(match.group(2))
-            if not 100 <= low <= high <= 599:
-                raise _config_error(f"{message}; {item!r} is not a valid range")
-            ranges.append((low, high))
-        else:
-            raise _config_error(f"{message}; got {item!r}")
-    if not ranges:
-        raise _config_error("config.expected_status must not be empty")
-    return ranges
-
-
-def _mapping(config: dict[str, Any], key: str, *, lists: bool) -> dict[str, Any]:
-    value = config.get(key)
-    if value is None:
-        return {}
-    allowed = "scalars or lists of scalars" if lists else "scalars"
-
-    def valid(item: Any) -> bool:
-        if lists and isinstance(item, list):
-            return all(isinstance(element, _SCALARS) for element in item)
-        return isinstance(item, _SCALARS)
-
-    if not isinstance(value, dict) or not all(isinstance(k, str) and valid(v) for k, v in value.items()):
-        raise _config_error(f"config.{key} must be a mapping of names to {allowed}")
-    return value
-
-
 @dataclass
 class HttpRequestConfig:
-    """The validated `config` of an `http_request` task."""
+    """The validated `config` of an `http_request` task, resolved into what the request needs."""
 
     method: str
     url: httpx.URL
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = HTTP_DEFAULT_TIMEOUT
     expected: list[tuple[int, int]] = field(default_factory=lambda: [(200, 299)])
     follow_redirects: bool = True
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> HttpRequestConfig:
-        """Validate a task config; raise a non-retryable `ConfigError` ApplicationError on any problem."""
-        unknown = sorted(set(config) - CONFIG_KEYS)
-        if unknown:
-            raise _config_error(f"unknown config keys {unknown}; allowed: {', '.join(sorted(CONFIG_KEYS))}")
-        method = config.get("method", "GET")
-        if not isinstance(method, str) or not _METHOD.match(method.upper()):
-            raise _config_error("config.method must be an HTTP method such as GET or POST")
-        raw_url = config.get("url")
-        if not isinstance(raw_url, str) or not raw_url.strip():
-            raise _config_error("config.url is required and must be a string")
+        """Validate a task config against `HttpRequestSpec`; raise a non-retryable `ConfigError` on any problem."""
         try:
-            url = httpx.URL(raw_url.strip())
-        except httpx.InvalidURL as exc:
-            raise _config_error(f"config.url is not a valid URL: {exc}") from None
-        if not url.is_absolute_url:
-            raise _config_error("config.url must be an absolute http(s) URL")
-        url = url.copy_merge_params(_mapping(config, "query", lists=True))
-        headers = {name: _header_value(value) for name, value in _mapping(config, "headers", lists=False).items()}
-        for name, value in headers.items():
-            if not _TOKEN.match(name) or not value.isascii() or "\r" in value or "\n" in value:
-                raise _config_error(f"config.headers: {name!r} needs a token name and a single-line ASCII value")
-        bodies = [key for key in ("json", "body", "form") if key in config]
-        if len(bodies) > 1:
-            raise _config_error(f"config may set only one of json, body and form; got {', '.join(bodies)}")
-        body: dict[str, Any] = {}
-        if "json" in config:
-            body = {"json": config["json"]}
-        elif "body" in config:
-            if not isinstance(config["body"], str):
-                raise _config_error("config.body must be a string; use config.json for structured data")
-            body = {"content": config["body"].encode()}
-        elif "form" in config:
-            body = {"data": _mapping(config, "form", lists=True)}
-        follow = config.get("follow_redirects", True)
-        if not isinstance(follow, bool):
-            raise _config_error("config.follow_redirects must be true or false")
+            spec = HttpRequestSpec.check(config)
+        except ConfigProblem as exc:
+            raise _fail(str(exc), "ConfigError", non_retryable=True) from None
         return cls(
-            method=method.upper(),
-            url=url,
-            headers=headers,
-            body=body,
-            timeout=parse_seconds(config["timeout"], "timeout") if "timeout" in config else DEFAULT_TIMEOUT,
-            expected=_parse_expected(config["expected_status"]) if "expected_status" in config else [(200, 299)],
-            follow_redirects=follow,
+            method=spec.method,
+            url=spec.url.copy_merge_params(spec.query),
+            headers=spec.headers,
+            body=spec.request_body(),
+            timeout=spec.timeout,
+            expected=spec.expected_status,
+            follow_redirects=spec.follow_redirects,
         )
 
     def expects(self, status: int) -> bool:
         """Return whether `status` is one of the expected statuses."""
         return any(low <= status <= high for low, high in self.expected)
-
-
-def _header_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _safe_url(url: httpx.URL) -> str:

@@ -16,12 +16,9 @@ from temporalio.exceptions import ApplicationError
 
 from ...settings import Settings
 from ..types import ActivityInput, ActivityResult
-from .http import parse_seconds
+from .configs import ConfigProblem, ShellSpec
 
-DEFAULT_TIMEOUT = 300.0
-DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 INHERITED_ENV = ("PATH", "HOME", "LANG")
-CONFIG_KEYS = frozenset({"command", "env", "cwd", "timeout", "max_output_bytes"})
 TAIL_LINES = 20
 TAIL_CHARS = 2000
 _CHUNK = 64 * 1024
@@ -34,19 +31,9 @@ def _fail(message: str, error_type: str, *, non_retryable: bool = False, **detai
     )
 
 
-def _config_error(message: str) -> ApplicationError:
-    return _fail(message, "ConfigError", non_retryable=True)
-
-
-def _env_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 @dataclass
 class ShellConfig:
-    """The validated `config` of a `shell` task."""
+    """The validated `config` of a `shell` task, with the environment the command gets."""
 
     argv: list[str]
     env: dict[str, str]
@@ -56,40 +43,15 @@ class ShellConfig:
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> ShellConfig:
-        """Validate a task config; raise a non-retryable `ConfigError` ApplicationError on any problem."""
-        unknown = sorted(set(config) - CONFIG_KEYS)
-        if unknown:
-            raise _config_error(f"unknown config keys {unknown}; allowed: {', '.join(sorted(CONFIG_KEYS))}")
-        command = config.get("command")
-        if isinstance(command, str):
-            try:
-                argv = shlex.split(command)
-            except ValueError as exc:
-                raise _config_error(f"config.command cannot be split into arguments: {exc}") from None
-        elif isinstance(command, list) and all(
-            isinstance(arg, str | int | float) and not isinstance(arg, bool) for arg in command
-        ):
-            argv = [str(arg) for arg in command]
-        else:
-            raise _config_error("config.command is required: a list of arguments or a string split like a shell would")
-        if not argv or not argv[0]:
-            raise _config_error("config.command must name a program")
-        extra = config.get("env") or {}
-        if not isinstance(extra, dict) or not all(
-            isinstance(k, str) and k and "=" not in k and isinstance(v, str | int | float) for k, v in extra.items()
-        ):
-            raise _config_error("config.env must be a mapping of variable names to strings or numbers")
+        """Validate a task config against `ShellSpec`; raise a non-retryable `ConfigError` on any problem."""
+        try:
+            spec = ShellSpec.check(config)
+        except ConfigProblem as exc:
+            raise _fail(str(exc), "ConfigError", non_retryable=True) from None
         env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
         env.setdefault("PATH", os.defpath)
-        env.update({name: _env_value(value) for name, value in extra.items()})
-        cwd = config.get("cwd")
-        if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(cwd)):
-            raise _config_error(f"config.cwd must be an existing directory; got {cwd!r}")
-        limit = config.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
-            raise _config_error("config.max_output_bytes must be a positive integer")
-        timeout = parse_seconds(config["timeout"], "timeout") if "timeout" in config else DEFAULT_TIMEOUT
-        return cls(argv=argv, env=env, cwd=cwd, timeout=timeout, max_output_bytes=limit)
+        env.update(spec.env)
+        return cls(argv=spec.argv, env=env, cwd=spec.cwd, timeout=spec.timeout, max_output_bytes=spec.max_output_bytes)
 
 
 class _Capture:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -19,10 +25,10 @@ from workflow_engine.errors import (
 )
 
 from ..signing import sign, signing_key
-from .errors import temporal_error
+from ..types import APPROVE_UPDATE, SA_WAITING_APPROVAL, STATUS_QUERY, TaskStatus
+from .errors import RPC_TIMEOUT, temporal_call
 
 __all__ = ["pending_approvals", "send_decision", "signing_key"]
-from ..types import APPROVE_UPDATE, SA_WAITING_APPROVAL, STATUS_QUERY
 
 _REFUSALS: dict[str, type[EngineError]] = {
     "unknown_task": NotFoundError,
@@ -34,6 +40,9 @@ _REFUSALS: dict[str, type[EngineError]] = {
     "unverified": ForbiddenError,
 }
 UPDATE_TIMEOUT = timedelta(seconds=15)
+# Asking each waiting run for its tasks: a run whose worker does not answer in time is left out of the inbox.
+INBOX_QUERY_TIMEOUT = timedelta(seconds=5)
+_NO_WORKER = "no worker answered the decision in time; is a worker running?"
 
 
 async def send_decision(client: Client, execution_id: str, payload: dict[str, Any], *, key: bytes) -> dict[str, Any]:
@@ -47,61 +56,79 @@ async def send_decision(client: Client, execution_id: str, payload: dict[str, An
     """
     payload = sign(key, {**payload, "execution_id": execution_id})
     handle = client.get_workflow_handle(execution_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotFoundError(f"execution {execution_id!r} not found") from None
-        raise UnavailableError(f"Temporal is unavailable: {exc.message}") from None
+    async with temporal_call(client, execution_id):
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
     if description.status != WorkflowExecutionStatus.RUNNING:
         status = description.status.name.lower() if description.status else "closed"
         raise ConflictError(f"execution {execution_id!r} is {status}; approvals are only taken while it runs")
-    try:
-        result: dict[str, Any] = await handle.execute_update(APPROVE_UPDATE, payload, rpc_timeout=UPDATE_TIMEOUT)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
-            raise _REFUSALS[cause.type](cause.message) from None
-        if isinstance(cause, ApplicationError) and cause.type == "invalid_signature":
-            raise ForbiddenError(
-                f"the worker did not accept the API's signature ({cause.message}); the API and every worker must "
-                "share APPROVAL_SIGNING_KEY (or APPROVAL_SIGNING_KEY_FILE)"
-            ) from None
-        raise ConflictError(f"decision refused: {getattr(cause, 'message', cause)}") from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
-            raise UnavailableError("no worker answered the decision in time; is a worker running?") from None
-        raise temporal_error(client, exc, execution_id) from None
+    return await _decide(client, handle, payload)
+
+
+async def _decide(client: Client, handle: WorkflowHandle[Any, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """Deliver a signed decision through the `approve` update; a refusal becomes the error it names."""
+    async with temporal_call(client, handle.id, rpc_timeout=UPDATE_TIMEOUT):
+        try:
+            result: dict[str, Any] = await handle.execute_update(APPROVE_UPDATE, payload, rpc_timeout=UPDATE_TIMEOUT)
+        except WorkflowUpdateFailedError as exc:
+            raise _refusal(exc.cause) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:  # the SDK's form of DEADLINE_EXCEEDED for an update
+            raise UnavailableError(_NO_WORKER) from None
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+                raise UnavailableError(_NO_WORKER) from None
+            raise
     return result
 
 
+def _refusal(cause: BaseException) -> EngineError:
+    """The error a run's refusal of a decision names (its `ApplicationError` type)."""
+    if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
+        return _REFUSALS[cause.type](cause.message)
+    if isinstance(cause, ApplicationError) and cause.type == "invalid_signature":
+        return ForbiddenError(
+            f"the worker did not accept the API's signature ({cause.message}); the API and every worker must "
+            "share APPROVAL_SIGNING_KEY (or APPROVAL_SIGNING_KEY_FILE)"
+        )
+    return ConflictError(f"decision refused: {getattr(cause, 'message', cause)}")
+
+
 async def pending_approvals(client: Client, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Return every task waiting for approval across running executions (the inbox)."""
+    """Return every task waiting for approval across running executions (the inbox).
+
+    Raises:
+        UnavailableError: Temporal cannot be reached.
+    """
     query = f"{SA_WAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
+    async with temporal_call(client, rpc_timeout=None):  # every page has RPC_TIMEOUT
+        executions = [
+            execution async for execution in client.list_workflows(query, limit=limit, rpc_timeout=RPC_TIMEOUT)
+        ]
     inbox: list[dict[str, Any]] = []
-    try:
-        executions = [execution async for execution in client.list_workflows(query, limit=limit)]
-    except RPCError as exc:
-        raise temporal_error(client, exc) from None
     for execution in executions:
-        try:
-            state = await client.get_workflow_handle(execution.id).query(STATUS_QUERY, rpc_timeout=timedelta(seconds=5))
-        except Exception:  # noqa: BLE001 - a run that cannot answer now is left out of this page
-            continue
-        for task in state.get("tasks", []):
-            if task.get("status") == "waiting_approval":
-                inbox.append(
-                    {
-                        "execution_id": execution.id,
-                        "workflow_id": execution.workflow_type,
-                        "task_id": task["id"],
-                        "name": task["name"],
-                        "message": task.get("message"),
-                        "approvers": task.get("approvers"),
-                        "required_approvals": task.get("required_approvals"),
-                        "approvals": task.get("approvals", []),
-                        "deadline": task.get("deadline"),
-                        "waiting_since": task.get("started_at"),
-                    }
-                )
+        for task in await _waiting_tasks(client, execution.id):
+            inbox.append(
+                {
+                    "execution_id": execution.id,
+                    "workflow_id": execution.workflow_type,
+                    "task_id": task["id"],
+                    "name": task["name"],
+                    "message": task.get("message"),
+                    "approvers": task.get("approvers"),
+                    "required_approvals": task.get("required_approvals"),
+                    "approvals": task.get("approvals", []),
+                    "deadline": task.get("deadline"),
+                    "waiting_since": task.get("started_at"),
+                }
+            )
     return inbox
+
+
+async def _waiting_tasks(client: Client, execution_id: str) -> list[dict[str, Any]]:
+    """The tasks of a run waiting for approval, from its worker; none when no worker answers now."""
+    handle = client.get_workflow_handle(execution_id)
+    async with temporal_call(client, execution_id, rpc_timeout=INBOX_QUERY_TIMEOUT):
+        try:
+            state = await handle.query(STATUS_QUERY, rpc_timeout=INBOX_QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - a run that cannot answer now is left out of this page
+            return []
+    return [task for task in state.get("tasks", []) if task.get("status") == TaskStatus.WAITING_APPROVAL]

@@ -11,6 +11,7 @@ from workflow_engine.errors import UnavailableError
 from workflow_engine.settings import Settings
 
 from ..types import SEARCH_ATTRIBUTES
+from .errors import RPC_TIMEOUT
 
 
 async def connect(settings: Settings) -> Client:
@@ -27,7 +28,11 @@ async def connect(settings: Settings) -> Client:
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
-    """Register our search attributes on the namespace if missing (dev server and self-hosted clusters)."""
+    """Register our search attributes on the namespace if missing (dev server and self-hosted clusters).
+
+    Unlike the other helpers this one leaves its `RPCError` raw, to the worker: it starts without registering
+    them (e.g. on Temporal Cloud, where an operator registers them).
+    """
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 
@@ -36,7 +41,9 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
         "BOOL": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
     }
-    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace), timeout=RPC_TIMEOUT
+    )
     missing = {
         key.name: kinds[key.indexed_value_type.name]
         for key in SEARCH_ATTRIBUTES
@@ -44,7 +51,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
     }
     if missing:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing), timeout=RPC_TIMEOUT
         )
 
 

@@ -1,12 +1,12 @@
 """Client helpers: how the API and CLI start, inspect, wait for, cancel and reach Temporal runs.
 
-Every Temporal failure is mapped here, in `temporal_error`, to the error tree of `workflow_engine.errors`,
-so callers (the API routes) never see a raw `RPCError`.
+Every Temporal call runs in `temporal_call` (errors.py), so callers (the API routes) never see a raw `RPCError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
+    WorkflowHandle,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -27,16 +28,18 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflow_engine.errors import (
-    ConflictError,
-    EngineError,
-    GoneError,
-    NotFoundError,
-    UnavailableError,
-)
+from workflow_engine.errors import ConflictError, GoneError, NotFoundError
 
-from ..types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME, STATUS_QUERY, RunInput
-from .errors import RPC_TIMEOUT, temporal_error
+from ..types import (
+    SA_REVISION,
+    SA_WAITING_APPROVAL,
+    SA_WORKFLOW_NAME,
+    STATUS_QUERY,
+    RunInput,
+    RunStatus,
+    TaskStatus,
+)
+from .errors import RPC_TIMEOUT, temporal_call
 
 # A query needs a worker; without one, answer from what Temporal and the registry know.
 QUERY_TIMEOUT = timedelta(seconds=2)
@@ -45,14 +48,15 @@ INDEX_MEMO = "wfe_index"
 # A history this short has had no workflow task completed: no worker has run the workflow, so no task has started.
 _UNRUN_HISTORY_LENGTH = 3
 
-_STATUS_NAMES = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "terminated",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
-    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+# Temporal's execution status as ours (a run that continued as new goes on in its next run).
+_RUN_STATUSES = {
+    WorkflowExecutionStatus.RUNNING: RunStatus.RUNNING,
+    WorkflowExecutionStatus.COMPLETED: RunStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: RunStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: RunStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: RunStatus.TERMINATED,
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.RUNNING,
+    WorkflowExecutionStatus.TIMED_OUT: RunStatus.TIMED_OUT,
 }
 
 
@@ -130,54 +134,56 @@ async def start_execution(
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
             "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
         }
-    try:
-        handle = await client.start_workflow(
-            workflow_name,
-            run_input,
-            id=execution_id,
-            task_queue=task_queue,
-            execution_timeout=execution_timeout,
-            static_summary=f"{workflow_name} rev {run_input.revision}",
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_WORKFLOW_NAME, workflow_name),
-                    SearchAttributePair(SA_REVISION, run_input.revision),
-                ]
-            ),
-            memo=index.as_memo() if index is not None else None,
-            rpc_timeout=RPC_TIMEOUT,
-            **policies,
-        )
-    except WorkflowAlreadyStartedError:
-        raise ExecutionExistsError(f"execution {execution_id!r} already exists and has finished") from None
-    except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
+    async with temporal_call(client, execution_id):
+        try:
+            handle = await client.start_workflow(
+                workflow_name,
+                run_input,
+                id=execution_id,
+                task_queue=task_queue,
+                execution_timeout=execution_timeout,
+                static_summary=f"{workflow_name} rev {run_input.revision}",
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SA_WORKFLOW_NAME, workflow_name),
+                        SearchAttributePair(SA_REVISION, run_input.revision),
+                    ]
+                ),
+                memo=index.as_memo() if index is not None else None,
+                rpc_timeout=RPC_TIMEOUT,
+                **policies,
+            )
+        except WorkflowAlreadyStartedError:
+            raise ExecutionExistsError(f"execution {execution_id!r} already exists and has finished") from None
     # The server says whether USE_EXISTING kept a running run; the SDK keeps its answer only privately.
     response = getattr(handle, "_start_workflow_response", None)
     return bool(getattr(response, "started", True))
 
 
 async def _describe(client: Client, execution_id: str) -> WorkflowExecutionDescription:
-    try:
+    async with temporal_call(client, execution_id):
         return await client.get_workflow_handle(execution_id).describe(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
 
 
-def status_name(description: WorkflowExecution) -> str:
-    """Return our lower-case status of a run (`waiting_approval` from its search attribute)."""
-    status = _STATUS_NAMES.get(description.status, "running") if description.status else "running"
-    if status == "running" and description.typed_search_attributes.get(SA_WAITING_APPROVAL):
-        return "waiting_approval"
+def _temporal_status(execution: WorkflowExecution) -> RunStatus:
+    """Our status of a run from Temporal's alone (never `waiting_approval`)."""
+    return _RUN_STATUSES.get(execution.status, RunStatus.RUNNING) if execution.status else RunStatus.RUNNING
+
+
+def run_status(execution: WorkflowExecution) -> RunStatus:
+    """Return our status of a run (`waiting_approval` from its search attribute)."""
+    status = _temporal_status(execution)
+    if status == RunStatus.RUNNING and execution.typed_search_attributes.get(SA_WAITING_APPROVAL):
+        return RunStatus.WAITING_APPROVAL
     return status
 
 
 @dataclass(frozen=True)
-class RunStatus:
+class RunDescription:
     """What Temporal says about a run without asking a worker."""
 
     workflow_type: str
-    status: str
+    status: RunStatus
     revision: int | None
     index: IndexMemo | None = None
 
@@ -189,7 +195,7 @@ async def _index_memo(description: WorkflowExecutionDescription) -> IndexMemo | 
         return None
 
 
-async def execution_status(client: Client, execution_id: str) -> RunStatus:
+async def execution_status(client: Client, execution_id: str) -> RunDescription:
     """Return the workflow type, status, pinned revision (search attribute) and index memo of a run.
 
     Raises:
@@ -198,7 +204,7 @@ async def execution_status(client: Client, execution_id: str) -> RunStatus:
     """
     description = await _describe(client, execution_id)
     revision = description.typed_search_attributes.get(SA_REVISION)
-    return RunStatus(description.workflow_type, status_name(description), revision, await _index_memo(description))
+    return RunDescription(description.workflow_type, run_status(description), revision, await _index_memo(description))
 
 
 async def execution_input(client: Client, execution_id: str) -> RunInput:
@@ -210,15 +216,13 @@ async def execution_input(client: Client, execution_id: str) -> RunInput:
         UnavailableError: Temporal cannot be reached.
     """
     handle = client.get_workflow_handle(execution_id)
-    try:
+    async with temporal_call(client, execution_id):
         async for event in handle.fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT):
             payloads = event.workflow_execution_started_event_attributes.input.payloads
             decoded = await client.data_converter.decode(payloads, [RunInput])
             if decoded and isinstance(decoded[0], RunInput):
                 return decoded[0]
             break
-    except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
     raise NotFoundError(f"execution {execution_id!r} has no readable input")
 
 
@@ -230,34 +234,11 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
     """
     handle = client.get_workflow_handle(execution_id)
     description = await _describe(client, execution_id)
-    status = _STATUS_NAMES.get(description.status, "running") if description.status else "running"
-    tasks: list[dict[str, Any]] = []
-    tasks_source: str | None = None
-    try:
-        state = await handle.query(STATUS_QUERY, rpc_timeout=QUERY_TIMEOUT)
-        tasks = list(state.get("tasks", []))
-        tasks_source = "worker"
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.UNAVAILABLE,):
-            raise temporal_error(client, exc, execution_id) from None
-    except Exception:  # noqa: BLE001 - no worker to answer: still report what Temporal knows
-        tasks = []
-    if status == "running" and any(t.get("status") == "waiting_approval" for t in tasks):
-        status = "waiting_approval"
-    output: Any = None
-    error: str | None = None
-    try:
-        if status == "completed":
-            output = await handle.result(rpc_timeout=RPC_TIMEOUT)
-        elif status == "failed":
-            await handle.result(rpc_timeout=RPC_TIMEOUT)
-    except WorkflowFailureError as exc:
-        cause = exc.cause
-        error = getattr(cause, "message", None) or str(cause)
-    except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
-    except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
-        error = f"the output is no longer available: {exc.message}"
+    status = _temporal_status(description)
+    tasks, tasks_source = await _task_states(client, handle)
+    if status == RunStatus.RUNNING and any(t.get("status") == TaskStatus.WAITING_APPROVAL for t in tasks):
+        status = RunStatus.WAITING_APPROVAL
+    output, error = await _outcome(client, handle, status)
     return {
         "execution_id": execution_id,
         "workflow_type": description.workflow_type,
@@ -273,6 +254,35 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
     }
 
 
+async def _task_states(client: Client, handle: WorkflowHandle[Any, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """Ask a worker for the task states (the status query); ([], None) when no worker answers in time."""
+    async with temporal_call(client, handle.id, rpc_timeout=QUERY_TIMEOUT):
+        try:
+            state = await handle.query(STATUS_QUERY, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.UNAVAILABLE:
+                raise
+            return [], None
+        except Exception:  # noqa: BLE001 - no worker to answer: still report what Temporal knows
+            return [], None
+    return list(state.get("tasks", [])), "worker"
+
+
+async def _outcome(client: Client, handle: WorkflowHandle[Any, Any], status: RunStatus) -> tuple[Any, str | None]:
+    """Return (output, error): the output of a completed run, the error of a failed one, else neither."""
+    if status not in (RunStatus.COMPLETED, RunStatus.FAILED):
+        return None, None
+    try:
+        async with temporal_call(client, handle.id):
+            output = await handle.result(rpc_timeout=RPC_TIMEOUT)
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        return None, getattr(cause, "message", None) or str(cause)
+    except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
+        return None, f"the output is no longer available: {exc.message}"
+    return (output if status == RunStatus.COMPLETED else None), None
+
+
 async def wait_closed(client: Client, execution_id: str, seconds: float) -> bool:
     """Wait until a run closes (following continue-as-new), at most `seconds`; return whether it closed.
 
@@ -281,28 +291,31 @@ async def wait_closed(client: Client, execution_id: str, seconds: float) -> bool
         UnavailableError: Temporal cannot be reached.
     """
     handle = client.get_workflow_handle(execution_id)
-    try:
-        await asyncio.wait_for(handle.result(), seconds)
-    except TimeoutError:
-        return False
-    except (WorkflowFailureError, GoneError):  # failed, cancelled, terminated, timed out, or an unreadable result
-        return True
-    except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
+    async with temporal_call(client, execution_id, rpc_timeout=None):  # the wait has a limit of its own
+        try:
+            await asyncio.wait_for(handle.result(), seconds)
+        except TimeoutError:
+            return False
+        except (WorkflowFailureError, GoneError):  # failed, cancelled, terminated, timed out, or an unreadable result
+            return True
     return True
 
 
-async def _running(client: Client, execution_id: str, action: str) -> None:
-    status = status_name(await _describe(client, execution_id))
-    if status not in ("running", "waiting_approval"):
-        raise ConflictError(f"execution {execution_id!r} is {status}; only a running execution can be {action}")
-
-
-def _closed_meanwhile(client: Client, exc: RPCError, execution_id: str, action: str) -> EngineError:
-    # Temporal answers NOT_FOUND ("already completed") when the run closed between our check and the call.
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        return ConflictError(f"execution {execution_id!r} has finished; only a running execution can be {action}")
-    return temporal_error(client, exc, execution_id)
+async def _stop(client: Client, execution_id: str, outcome: RunStatus, stop: Callable[[], Awaitable[None]]) -> None:
+    """Make the `stop` call (cancel or terminate) that ends a run `outcome`, if it is running."""
+    status = run_status(await _describe(client, execution_id))
+    if status.closed:
+        raise ConflictError(f"execution {execution_id!r} is {status}; only a running execution can be {outcome}")
+    async with temporal_call(client, execution_id):
+        try:
+            await stop()
+        except RPCError as exc:
+            # Temporal answers NOT_FOUND ("already completed") when the run closed between our check and the call.
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise ConflictError(
+                f"execution {execution_id!r} has finished; only a running execution can be {outcome}"
+            ) from None
 
 
 async def cancel_execution(client: Client, execution_id: str, reason: str) -> None:
@@ -313,11 +326,10 @@ async def cancel_execution(client: Client, execution_id: str, reason: str) -> No
         ConflictError: The run has already finished.
         UnavailableError: Temporal cannot be reached.
     """
-    await _running(client, execution_id, "cancelled")
-    try:
-        await client.get_workflow_handle(execution_id).cancel(reason=reason, rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        raise _closed_meanwhile(client, exc, execution_id, "cancelled") from None
+    handle = client.get_workflow_handle(execution_id)
+    await _stop(
+        client, execution_id, RunStatus.CANCELLED, lambda: handle.cancel(reason=reason, rpc_timeout=RPC_TIMEOUT)
+    )
 
 
 async def terminate_execution(client: Client, execution_id: str, reason: str) -> None:
@@ -328,29 +340,33 @@ async def terminate_execution(client: Client, execution_id: str, reason: str) ->
         ConflictError: The run has already finished.
         UnavailableError: Temporal cannot be reached.
     """
-    await _running(client, execution_id, "terminated")
-    try:
-        await client.get_workflow_handle(execution_id).terminate(reason=reason, rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        raise _closed_meanwhile(client, exc, execution_id, "terminated") from None
+    handle = client.get_workflow_handle(execution_id)
+    await _stop(
+        client, execution_id, RunStatus.TERMINATED, lambda: handle.terminate(reason=reason, rpc_timeout=RPC_TIMEOUT)
+    )
 
 
 async def count_running(client: Client, workflow_name: str, recent_ids: list[str] | None = None) -> int:
-    """Count running executions of a workflow.
+    """Count every running execution of a workflow.
 
     Visibility is eventually consistent, so runs started in the last moments (`recent_ids`, from the
-    execution index) are also checked one by one.
+    execution index) are also checked one by one; one that Temporal does not know is not running.
+
+    Raises:
+        UnavailableError: Temporal cannot be reached.
     """
     query = f"{SA_WORKFLOW_NAME.name} = '{workflow_name}' AND ExecutionStatus = 'Running'"
-    try:
-        running = {execution.id async for execution in client.list_workflows(query, limit=1000)}
-        for execution_id in recent_ids or []:
-            if execution_id not in running:
-                description = await client.get_workflow_handle(execution_id).describe()
-                if description.status == WorkflowExecutionStatus.RUNNING:
-                    running.add(execution_id)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return len(running)
-        raise UnavailableError(f"Temporal is unavailable: {exc.message}") from None
+    async with temporal_call(client, rpc_timeout=None):  # every page has RPC_TIMEOUT, however many pages there are
+        running = {execution.id async for execution in client.list_workflows(query, rpc_timeout=RPC_TIMEOUT)}
+    for execution_id in recent_ids or []:
+        if execution_id not in running and await _is_running(client, execution_id):
+            running.add(execution_id)
     return len(running)
+
+
+async def _is_running(client: Client, execution_id: str) -> bool:
+    try:
+        description = await _describe(client, execution_id)
+    except NotFoundError:  # never started (a crash before the start) or removed by retention
+        return False
+    return description.status == WorkflowExecutionStatus.RUNNING

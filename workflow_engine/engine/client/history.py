@@ -18,9 +18,8 @@ from temporalio.api.enums.v1 import EventType, RetryState
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.service import RPCError
 
-from .errors import RPC_TIMEOUT, temporal_error
+from .errors import RPC_TIMEOUT, temporal_call
 
 E = EventType
 # Bookkeeping of every workflow task: left out unless asked for (failures and timeouts always shown).
@@ -348,8 +347,6 @@ async def execution_history(client: Client, execution_id: str, *, workflow_tasks
         NotFoundError: Temporal does not know the run.
         UnavailableError: Temporal cannot be reached.
     """
-    try:
+    async with temporal_call(client, execution_id, rpc_timeout=None):  # a long history takes pages, each RPC_TIMEOUT
         history = await client.get_workflow_handle(execution_id).fetch_history(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
     return timeline(history.events, workflow_tasks=workflow_tasks)

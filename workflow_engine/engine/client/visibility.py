@@ -19,26 +19,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution
-from temporalio.service import RPCError
 
 from workflow_engine.errors import ValidationFailedError
 
-from ..types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME
-from .errors import RPC_TIMEOUT, temporal_error
-from .executions import status_name
+from ..types import SA_REVISION, SA_WAITING_APPROVAL, SA_WORKFLOW_NAME, RunStatus
+from .errors import RPC_TIMEOUT, temporal_call
+from .executions import run_status
 
 _RUNNING = "ExecutionStatus = 'Running'"
 _WAITING = f"{SA_WAITING_APPROVAL.name} = true"
 _NOT_WAITING = f"({SA_WAITING_APPROVAL.name} IS NULL OR {SA_WAITING_APPROVAL.name} = false)"
-# Our lower-case status names as visibility conditions.
+# Our run statuses as visibility conditions.
 STATUS_FILTERS = {
-    "running": f"({_RUNNING} AND {_NOT_WAITING})",
-    "waiting_approval": f"({_RUNNING} AND {_WAITING})",
-    "completed": "ExecutionStatus = 'Completed'",
-    "failed": "ExecutionStatus = 'Failed'",
-    "cancelled": "ExecutionStatus = 'Canceled'",
-    "terminated": "ExecutionStatus = 'Terminated'",
-    "timed_out": "ExecutionStatus = 'TimedOut'",
+    RunStatus.RUNNING: f"({_RUNNING} AND {_NOT_WAITING})",
+    RunStatus.WAITING_APPROVAL: f"({_RUNNING} AND {_WAITING})",
+    RunStatus.COMPLETED: "ExecutionStatus = 'Completed'",
+    RunStatus.FAILED: "ExecutionStatus = 'Failed'",
+    RunStatus.CANCELLED: "ExecutionStatus = 'Canceled'",
+    RunStatus.TERMINATED: "ExecutionStatus = 'Terminated'",
+    RunStatus.TIMED_OUT: "ExecutionStatus = 'TimedOut'",
 }
 # Page tokens carry a checksum so that a mangled or invented token is a 422, not an error inside Temporal.
 _CHECK = 8
@@ -65,7 +64,7 @@ def _quoted(value: str) -> str:
 def visibility_query(
     *,
     workflow_id: str | None = None,
-    statuses: Sequence[str] = (),
+    statuses: Sequence[RunStatus] = (),
     started_after: datetime | None = None,
     started_before: datetime | None = None,
 ) -> str:
@@ -73,7 +72,7 @@ def visibility_query(
 
     Args:
         workflow_id: Only runs of this registered workflow (the `WfeWorkflowName` search attribute).
-        statuses: Only runs in one of these lower-case statuses (any status when empty).
+        statuses: Only runs in one of these statuses (any status when empty).
         started_after: Only runs started at or after this moment (naive means UTC).
         started_before: Only runs started before this moment (naive means UTC).
 
@@ -124,7 +123,7 @@ def _item(execution: WorkflowExecution) -> dict[str, Any]:
         "execution_id": execution.id,
         "workflow_id": attributes.get(SA_WORKFLOW_NAME) or execution.workflow_type,
         "revision": attributes.get(SA_REVISION),
-        "status": status_name(execution),
+        "status": run_status(execution),
         "started_at": execution.start_time.isoformat(),
         "finished_at": execution.close_time.isoformat() if execution.close_time else None,
     }
@@ -146,10 +145,8 @@ async def list_executions(client: Client, query: str, *, limit: int, page_token:
     pages = client.list_workflows(
         query, page_size=limit, next_page_token=decode_token(page_token), rpc_timeout=RPC_TIMEOUT
     )
-    try:
+    async with temporal_call(client):
         await pages.fetch_next_page(page_size=limit)
-    except RPCError as exc:
-        raise temporal_error(client, exc) from None
     token = pages.next_page_token
     return ExecutionPage(
         items=[_item(execution) for execution in pages.current_page or []],

@@ -6,11 +6,13 @@ from typing import Any
 
 from workflow_engine.dsl.model import ApprovalConfig
 
+from ..types import TaskState, TaskStatus
+
 DECISIONS = ("approve", "reject")
 
 
 def check(
-    state: dict[str, Any] | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
+    state: TaskState | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
 ) -> tuple[str, str] | None:
     """Return (code, reason) when `decision` cannot be accepted for this task state, else None.
 
@@ -21,8 +23,8 @@ def check(
     task_id = getattr(decision, "task_id", None)
     if state is None or config is None:
         return "unknown_task", f"unknown approval task {task_id!r}"
-    if state["status"] != "waiting_approval":
-        return "not_waiting", f"task {task_id!r} is not waiting for approval (it is {state['status']})"
+    if state.status != TaskStatus.WAITING_APPROVAL:
+        return "not_waiting", f"task {task_id!r} is not waiting for approval (it is {state.status.value})"
     if getattr(decision, "decision", None) not in DECISIONS:
         return "invalid_decision", f"decision must be one of {', '.join(DECISIONS)}"
     approver = getattr(decision, "approver", None)
@@ -35,7 +37,7 @@ def check(
         )
     if not allowed(config, approver, list(getattr(decision, "roles", []) or [])):
         return "not_allowed", f"{approver!r} is not an approver of task {task_id!r}"
-    if any(given["approver"] == approver for given in state.get("approvals", [])):
+    if any(given["approver"] == approver for given in state.approvals or ()):
         return "duplicate", f"{approver!r} has already decided on task {task_id!r}"
     if not config.allow_self_approval and started_by is not None and approver == started_by:
         return "self_approval", f"{approver!r} started this run and cannot approve it (allow_self_approval is false)"
@@ -43,7 +45,7 @@ def check(
 
 
 def refusal(
-    state: dict[str, Any] | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
+    state: TaskState | None, config: ApprovalConfig | None, decision: Any, started_by: str | None
 ) -> str | None:
     """Return why `decision` cannot be accepted for this task state, or None when it can."""
     found = check(state, config, decision, started_by)
@@ -57,8 +59,9 @@ def allowed(config: ApprovalConfig, approver: str, roles: list[str]) -> bool:
     return approver in config.approvers or any(f"role:{role}" in config.approvers for role in roles)
 
 
-def outcome(config: ApprovalConfig, approvals: list[dict[str, Any]]) -> str | None:
+def outcome(config: ApprovalConfig, state: TaskState) -> str | None:
     """Return `approve` once N approved, `reject` at the first rejection, else None (still waiting)."""
+    approvals = state.approvals or []
     if any(given["decision"] == "reject" for given in approvals):
         return "reject"
     if sum(1 for given in approvals if given["decision"] == "approve") >= config.required_approvals:

@@ -32,15 +32,13 @@ with workflow.unsafe.imports_passed_through():
         ApprovalDecision,
         RunInput,
         SignatureCheck,
+        TaskState,
+        TaskStatus,
     )
 
 # the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
 from .approvals import check, outcome, refusal
-from .options import ActivityOptions
 from .steps import SECRETS, StepFailed, Steps
-
-_DONE = ("completed", "failed", "rejected", "skipped", "cancelled")
-_FATAL = ("failed", "rejected")
 
 
 class _RunFailed(Exception):
@@ -86,7 +84,7 @@ def _signed(payload: Any) -> bool:
 
 
 @workflow.defn(dynamic=True)
-class Interpreter(Steps):
+class Interpreter:
     """Runs the tasks of the pinned definition and answers `status`, `approval` and `approve`."""
 
     @workflow.init
@@ -94,11 +92,11 @@ class Interpreter(Steps):
         """Load the pinned definition before any handler runs, so early signals see real tasks."""
         self.run_input = workflow.payload_converter().from_payload(args[0].payload, RunInput)
         self.ignored: list[dict[str, Any]] = []
-        self.tasks: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, TaskState] = {}
         self.context: dict[str, Any] = {}
         self.waiting = False
         self.audited: dict[str, int] = {}
-        self.options: dict[str, ActivityOptions] = {}
+        self.steps = Steps(self.run_input)
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
@@ -108,25 +106,22 @@ class Interpreter(Steps):
             return
         info = workflow.info()
         all_tasks = [*self.definition.tasks, *self.definition.on_failure]
-        self.tasks = {
-            t.id: {"id": t.id, "name": t.display_name, "type": t.type, "status": "pending", "attempts": 0,
-                   "started_at": None, "finished_at": None, "output": None, "error": None}
-            for t in all_tasks
-        }  # fmt: skip
+        self.tasks = {t.id: TaskState(id=t.id, name=t.display_name, type=t.type) for t in all_tasks}
+        pending = TaskStatus.PENDING.value
         self.context = {
             "params": self.run_input.params,
-            "tasks": {t.id: {"status": "pending", "output": None, "error": None} for t in all_tasks},
+            "tasks": {t.id: {"status": pending, "output": None, "error": None} for t in all_tasks},
             "workflow": {"name": info.workflow_type, "revision": self.run_input.revision,
                          "execution_id": info.workflow_id, "started_at": info.start_time.isoformat()},
         }  # fmt: skip
         if self.run_input.resume:
-            self.tasks.update(self.run_input.resume["tasks"])
+            self.tasks.update((tid, TaskState.from_json(s)) for tid, s in self.run_input.resume["tasks"].items())
             self.context["tasks"].update(self.run_input.resume["context"])
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
         """Every task's state in definition order, and signals that were refused."""
-        return {"tasks": list(self.tasks.values()), "ignored_signals": self.ignored}
+        return {"tasks": [state.as_json() for state in self.tasks.values()], "ignored_signals": self.ignored}
 
     @workflow.signal(name=APPROVAL_SIGNAL)
     def approval(self, payload: Any) -> None:
@@ -165,11 +160,11 @@ class Interpreter(Steps):
             self._refuse_update(decision)
         self._record(decision)
         state = self.tasks[decision.task_id]
-        position = len(state["approvals"])
+        position = len(state.approvals or ())
         await workflow.wait_condition(
-            lambda: state["status"] != "waiting_approval" or self.audited.get(decision.task_id, 0) >= position
+            lambda: state.status != TaskStatus.WAITING_APPROVAL or self.audited.get(decision.task_id, 0) >= position
         )
-        return dict(state)
+        return state.as_json()
 
     @approve.validator
     def _validate_approve(self, payload: Any) -> None:
@@ -201,7 +196,10 @@ class Interpreter(Steps):
         }  # fmt: skip
         if decision.verified is not None:
             entry["verified"] = decision.verified
-        self.tasks[decision.task_id].setdefault("approvals", []).append(entry)
+        state = self.tasks[decision.task_id]
+        if state.approvals is None:  # accepted decisions come while the task waits, which sets the list
+            state.approvals = []
+        state.approvals.append(entry)
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
@@ -209,7 +207,7 @@ class Interpreter(Steps):
         if self.definition is None:
             raise ApplicationError(self.load_error or "no definition", type="InvalidDefinition", non_retryable=True)
         if self.run_input.batch is not None:
-            return await self.run_batch(self.definition, self.run_input.batch)
+            return await self.steps.run_batch(self.definition, self.run_input.batch)
         workflow.upsert_search_attributes(
             [SA_WORKFLOW_NAME.value_set(self.definition.name), SA_REVISION.value_set(self.run_input.revision)]
         )
@@ -239,7 +237,7 @@ class Interpreter(Steps):
         assert self.definition is not None
         graph = task_graph(tasks)
         by_id = {t.id: t for t in tasks}
-        pending = [t.id for t in tasks if self.tasks[t.id]["status"] not in _DONE]
+        pending = [t.id for t in tasks if not self.tasks[t.id].status.finished]
         running: dict[str, asyncio.Task[None]] = {}
         while pending or running:
             if not running and fail_fast and workflow.info().is_continue_as_new_suggested():
@@ -247,7 +245,7 @@ class Interpreter(Steps):
             for task_id in list(pending):
                 if len(running) >= self.definition.max_parallel:
                     break
-                if all(self.tasks[dep]["status"] in _DONE for dep in graph[task_id]):
+                if all(self.tasks[dep].status.finished for dep in graph[task_id]):
                     pending.remove(task_id)
                     running[task_id] = asyncio.create_task(self._run_task(by_id[task_id]))
             if not running:
@@ -262,55 +260,61 @@ class Interpreter(Steps):
             for task_id in [tid for tid, fut in running.items() if fut.done()]:
                 running.pop(task_id).result()
                 state = self.tasks[task_id]
-                if fail_fast and state["status"] in _FATAL and not by_id[task_id].continue_on_error:
+                if fail_fast and state.status.fatal and not by_id[task_id].continue_on_error:
                     for other in running.values():
                         other.cancel()
                     if running:
                         await workflow.wait(list(running.values()))
-                    raise _RunFailed(task_id, state["error"] or state["status"])
+                    raise _RunFailed(task_id, state.error or state.status.value)
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
-        resume = {"tasks": self.tasks, "context": self.context["tasks"]}
-        run_input = self.run_input
-        workflow.continue_as_new(
-            RunInput(definition=run_input.definition, revision=run_input.revision, params=run_input.params,
-                     started_by=run_input.started_by, children=run_input.children, resume=resume,
-                     fan_out_batch=run_input.fan_out_batch, kind_queues=run_input.kind_queues)
-        )  # fmt: skip
+        tasks = {task_id: state.as_json() for task_id, state in self.tasks.items()}
+        workflow.continue_as_new(self.run_input.for_continue_as_new({"tasks": tasks, "context": self.context["tasks"]}))
 
     async def _run_task(self, task: Task) -> None:
         state = self.tasks[task.id]
         try:
             if task.when is not None and not is_true(render(task.when, self.context)):
-                self.finish(task.id, "skipped")
+                self.finish(task.id, TaskStatus.SKIPPED)
                 return
-            state["status"], state["started_at"] = "running", workflow.now().isoformat()
-            self.context["tasks"][task.id]["status"] = "running"
+            state.started_at = workflow.now().isoformat()
+            self._set_status(task.id, TaskStatus.RUNNING)
             if isinstance(task, ApprovalTask):
                 await self._wait_for_approval(task)
                 return
             if isinstance(task, SetTask):
                 output, attempts = render(task.config, self.context, defer=SECRETS), 0
             elif isinstance(task, SleepTask):
-                await self.sleep(task)
+                await self.steps.sleep(task, self.context)
                 output, attempts = None, 0
             else:
-                output, attempts = await self.execute(task, self.definition_or_fail())
-            state["attempts"] = attempts
-            self.finish(task.id, "completed", output=output)
+                output, attempts = await self.steps.execute(task, self.definition_or_fail(), self.context)
+            state.attempts = attempts
+            self.finish(task.id, TaskStatus.COMPLETED, output=output)
         except ExpressionError as exc:
-            self.finish(task.id, "failed", error=f"ExpressionError: {exc}")
+            self.finish(task.id, TaskStatus.FAILED, error=f"ExpressionError: {exc}")
         except StepFailed as exc:
             if _cancel_requested():  # a cancelled activity or child reports the cancellation as a failure
-                self.finish(task.id, "cancelled")
+                self.finish(task.id, TaskStatus.CANCELLED)
                 raise asyncio.CancelledError from None
-            state["attempts"] = exc.attempts or state["attempts"]
-            self.finish(task.id, "failed", error=exc.message)
+            state.attempts = exc.attempts or state.attempts
+            self.finish(task.id, TaskStatus.FAILED, error=exc.message)
         except asyncio.CancelledError:
-            self.finish(task.id, "cancelled")
+            self.finish(task.id, TaskStatus.CANCELLED)
             self._set_waiting()  # a cancelled approval no longer waits
             raise
+
+    def _set_status(self, task_id: str, status: TaskStatus) -> None:
+        """Move a task that has not finished to `status`, both for the status query and for expressions."""
+        self.tasks[task_id].status = status
+        self.context["tasks"][task_id]["status"] = status.value
+
+    def finish(self, task_id: str, status: TaskStatus, *, output: Any = None, error: str | None = None) -> None:
+        """Record a task's final state, both for the status query and for expressions."""
+        state = self.tasks[task_id]
+        state.status, state.finished_at, state.output, state.error = status, workflow.now().isoformat(), output, error
+        self.context["tasks"][task_id] = {"status": status.value, "output": output, "error": error}
 
     def definition_or_fail(self) -> WorkflowDefinition:
         """Return the loaded definition (run() refuses to start without one)."""
@@ -321,34 +325,34 @@ class Interpreter(Steps):
         config, state = task.config, self.tasks[task.id]
         message = render(config.message, self.context)
         deadline = workflow.now() + config.timeout if config.timeout else None
-        state.update(status="waiting_approval", message=message, approvals=[], approvers=config.approvers,
-                     required_approvals=config.required_approvals,
-                     deadline=deadline.isoformat() if deadline else None)  # fmt: skip
-        self.context["tasks"][task.id]["status"] = "waiting_approval"
+        approvals: list[dict[str, Any]] = []
+        state.message, state.approvals, state.approvers = message, approvals, config.approvers
+        state.required_approvals, state.deadline = config.required_approvals, deadline.isoformat() if deadline else None
+        self._set_status(task.id, TaskStatus.WAITING_APPROVAL)
         self._set_waiting()
         timed_out, recorded = False, 0
-        while (decision := outcome(config, state["approvals"])) is None:
+        while (decision := outcome(config, state)) is None:
             remaining = None if deadline is None else max(deadline - workflow.now(), timedelta(milliseconds=1))
             try:
-                await workflow.wait_condition(partial(_more_than, state["approvals"], recorded), timeout=remaining)
+                await workflow.wait_condition(partial(_more_than, approvals, recorded), timeout=remaining)
             except TimeoutError:
                 timed_out, decision = True, config.on_timeout
                 break
-            for given in state["approvals"][recorded:]:
+            for given in approvals[recorded:]:
                 await self._audit(task.id, given)
-            recorded = self.audited[task.id] = len(state["approvals"])
-        for given in state["approvals"][recorded:]:
+            recorded = self.audited[task.id] = len(approvals)
+        for given in approvals[recorded:]:
             await self._audit(task.id, given)
-        self.audited[task.id] = len(state["approvals"])
-        output = {"decision": decision, "approvals": list(state["approvals"]), "timed_out": timed_out}
+        self.audited[task.id] = len(approvals)
+        output = {"decision": decision, "approvals": list(approvals), "timed_out": timed_out}
         if decision == "approve":
-            self.finish(task.id, "completed", output=output)
+            self.finish(task.id, TaskStatus.COMPLETED, output=output)
         elif decision == "reject":
-            who = [a["approver"] for a in state["approvals"] if a["decision"] == "reject"]
-            self.finish(task.id, "rejected", output=output, error=f"rejected by {', '.join(who)}" if who else
+            who = [a["approver"] for a in approvals if a["decision"] == "reject"]
+            self.finish(task.id, TaskStatus.REJECTED, output=output, error=f"rejected by {', '.join(who)}" if who else
                         "rejected: the approval timed out")  # fmt: skip
         else:
-            self.finish(task.id, "failed", output=output, error=f"approval timed out after {config.timeout}")
+            self.finish(task.id, TaskStatus.FAILED, output=output, error=f"approval timed out after {config.timeout}")
         self._set_waiting()
 
     async def _audit(self, task_id: str, given: dict[str, Any]) -> None:
@@ -369,7 +373,7 @@ class Interpreter(Steps):
             given["audit_error"] = str(exc)
 
     def _set_waiting(self) -> None:
-        waiting = any(s["status"] == "waiting_approval" for s in self.tasks.values())
+        waiting = any(state.status == TaskStatus.WAITING_APPROVAL for state in self.tasks.values())
         if waiting != self.waiting:
             self.waiting = waiting
             workflow.upsert_search_attributes([SA_WAITING_APPROVAL.value_set(waiting)])

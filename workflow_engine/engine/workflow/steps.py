@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -11,6 +10,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, render, resolve_params
 from workflow_engine.dsl.expressions import iter_templates, root_names
+from workflow_engine.dsl.instants import parse_instant
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
 
 from ..types import ActivityResult, FanOutBatch, RunInput
@@ -46,27 +46,21 @@ def _root_cause(exc: BaseException) -> tuple[str, int]:
 
 
 class Steps:
-    """Mixin of the interpreter holding the step implementations; state lives on the workflow."""
+    """The steps of one run, which the interpreter calls with the context they read; task state stays with it."""
 
-    run_input: RunInput
-    tasks: dict[str, dict[str, Any]]
-    context: dict[str, Any]
-    options: dict[str, ActivityOptions]  # per task id, resolved once
+    def __init__(self, run_input: RunInput) -> None:
+        """Serve the run of `run_input` (its pins: children, batch size, kind queues, who started it)."""
+        self.run_input = run_input
+        self.options: dict[str, ActivityOptions] = {}  # per task id, resolved once
 
-    def finish(self, task_id: str, status: str, *, output: Any = None, error: str | None = None) -> None:
-        """Record a task's final state, both for the status query and for expressions."""
-        state = self.tasks[task_id]
-        state.update(status=status, finished_at=workflow.now().isoformat(), output=output, error=error)
-        self.context["tasks"][task_id] = {"status": status, "output": output, "error": error}
-
-    async def sleep(self, task: SleepTask) -> None:
+    async def sleep(self, task: SleepTask, context: dict[str, Any]) -> None:
         """Wait on a durable timer for a duration or until a moment."""
         if task.config.duration is not None:
             await workflow.sleep(task.config.duration, summary=task.display_name)
             return
-        until = render(task.config.until, self.context)
+        until = render(task.config.until, context)
         try:
-            moment = datetime.fromisoformat(str(until).replace("Z", "+00:00"))
+            moment = parse_instant(str(until))
         except ValueError:
             raise ExpressionError(f"until {until!r} is not an ISO 8601 datetime") from None
         if moment.tzinfo is None:
@@ -75,16 +69,18 @@ class Steps:
         if delay.total_seconds() > 0:
             await workflow.sleep(delay, summary=task.display_name)
 
-    async def execute(self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition) -> tuple[Any, int]:
+    async def execute(
+        self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, context: dict[str, Any]
+    ) -> tuple[Any, int]:
         """Run an activity or child workflow task, once or once per `for_each` item."""
         if task.for_each is None:
-            return await self._one(task, definition, self.context, None)
-        items = render(task.for_each, self.context)
+            return await self._one(task, definition, context, None)
+        items = render(task.for_each, context)
         if not isinstance(items, list):
             raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
         if len(items) > self.run_input.fan_out_batch:
-            return await self._fan_out_in_children(task, items)
-        return await self.fan_out(task, definition, items, offset=0, context=self.context)
+            return await self._fan_out_in_children(task, items, context)
+        return await self.fan_out(task, definition, items, offset=0, context=context)
 
     async def fan_out(
         self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, items: list[Any], *, offset: int,
@@ -110,23 +106,22 @@ class Steps:
             raise
         return [output for output, _ in results], max((attempts for _, attempts in results), default=0)
 
-    async def _fan_out_in_children(self, task: ActivityTask | WorkflowTask, items: list[Any]) -> tuple[list[Any], int]:
+    async def _fan_out_in_children(
+        self, task: ActivityTask | WorkflowTask, items: list[Any], context: dict[str, Any]
+    ) -> tuple[list[Any], int]:
         info, size = workflow.info(), self.run_input.fan_out_batch
         batches = [items[i : i + size] for i in range(0, len(items), size)]
         # whole batches only: two batches of 200 at once would break a max_parallel of 250
         at_once = task.max_parallel // size if task.max_parallel else len(batches)
         limit = asyncio.Semaphore(max(1, at_once))
-        scope = item_scope(task, self.context)
+        scope = item_scope(task, context)
 
         async def batch(number: int, chunk: list[Any]) -> Any:
             async with limit:
                 # a batch gets its items and only the context its templates read, not the run's params again
-                run_input = RunInput(
-                    definition=self.run_input.definition, revision=self.run_input.revision,
-                    started_by=self.run_input.started_by, children=self.run_input.children, fan_out_batch=size,
-                    kind_queues=self.run_input.kind_queues,
-                    batch=FanOutBatch(task=task.id, items=chunk, offset=number * size, context=scope),
-                )  # fmt: skip
+                run_input = self.run_input.for_batch(
+                    FanOutBatch(task=task.id, items=chunk, offset=number * size, context=scope)
+                )
                 try:
                     return await workflow.execute_child_workflow(
                         info.workflow_type, run_input, id=f"{info.workflow_id}/{task.id}/batch-{number}",
@@ -220,9 +215,7 @@ class Steps:
         try:
             output = await workflow.execute_child_workflow(
                 name,
-                RunInput(definition=child.definition, revision=child.revision, params=params,
-                         started_by=self.run_input.started_by, children=self.run_input.children,
-                         fan_out_batch=self.run_input.fan_out_batch, kind_queues=self.run_input.kind_queues),
+                self.run_input.for_child(child.definition, child.revision, params),
                 id=child_id, task_queue=info.task_queue, execution_timeout=timeout,
                 static_summary=task.display_name,
             )  # fmt: skip

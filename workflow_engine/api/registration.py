@@ -1,4 +1,4 @@
-"""Registration of YAML definitions as content-hashed revisions, from text or a directory."""
+"""Registration of YAML definitions as content-hashed revisions, from text or a directory, and their deletion."""
 
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue, WorkflowDefinition, parse_definition
-from workflow_engine.dsl.model import WorkflowTask
 from workflow_engine.dsl.notices import definition_warnings
-from workflow_engine.engine.types import ChildDefinition
 from workflow_engine.errors import ConflictError
 from workflow_engine.storage import repository
 
@@ -280,29 +278,6 @@ def _log_report(registered: list[Registration], invalid: dict[str, list[Issue]],
             )
         elif not (result.created or result.moved):
             logger.info("unchanged %s revision %d", result.workflow_id, result.revision)
-
-
-async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinition) -> dict[str, ChildDefinition]:
-    """Pin every workflow a definition may start as a child (transitively) to its current revision."""
-    children: dict[str, ChildDefinition] = {}
-    pending = [(definition, task) for task in (*definition.tasks, *definition.on_failure)]
-    while pending:
-        parent, task = pending.pop(0)
-        if not isinstance(task, WorkflowTask) or task.config.workflow in children:
-            continue
-        name = task.config.workflow
-        record = await repository.get_definition(session=session, workflow_id=name)
-        revision = record and await repository.get_revision(
-            session=session, workflow_id=name, number=record.current_revision
-        )
-        if not revision:
-            raise DslError(
-                [Issue(f"{parent.name}.tasks.{task.id}.config.workflow", f"workflow {name!r} is not registered", None)]
-            )
-        children[name] = ChildDefinition(definition=revision.definition, revision=revision.number)
-        child = WorkflowDefinition.from_stored(revision.definition)
-        pending.extend((child, t) for t in (*child.tasks, *child.on_failure))
-    return children
 
 
 def directory_snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:

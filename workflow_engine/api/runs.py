@@ -20,27 +20,30 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from workflow_engine.dsl import WorkflowDefinition, resolve_params
+from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, resolve_params
+from workflow_engine.dsl.model import WorkflowTask
 from workflow_engine.engine.client.executions import (
     ExecutionExistsError,
     IndexMemo,
-    RunStatus,
+    RunDescription,
     describe_execution,
     execution_input,
     execution_status,
     start_execution,
 )
-from workflow_engine.engine.types import RunInput
+from workflow_engine.engine.types import ChildDefinition, RunInput, RunStatus, TaskStatus
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Execution, Revision, repository
 
-from .registry import resolve_children
 from .schemas import ExecutionDetail, TaskState
 
 logger = logging.getLogger(__name__)
 
-_CLOSED_TASK_STATES = ("running", "waiting_approval")
+# Task states a stopped run (cancelled, terminated, timed out) leaves behind: they become `cancelled`.
+_UNFINISHED_TASKS = (TaskStatus.RUNNING, TaskStatus.WAITING_APPROVAL)
+# Runs whose task states stand as the worker reported them: still going, or ended by their own tasks.
+_SETTLED_RUNS = (RunStatus.RUNNING, RunStatus.WAITING_APPROVAL, RunStatus.COMPLETED, RunStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class StartedRun:
     execution_id: str
     workflow_id: str
     revision: int
-    status: str
+    status: RunStatus
     created: bool
     retry_of: str | None = None
 
@@ -122,7 +125,7 @@ async def _existing(
     """The run an idempotency key already names, if any (409 when it was used for another request)."""
     record = await _record(session, key)
     try:
-        run: RunStatus | None = await execution_status(temporal, key)
+        run: RunDescription | None = await execution_status(temporal, key)
     except NotFoundError:
         run = None
     if record is None and run is None:
@@ -204,7 +207,7 @@ async def start_run(
             return found
         raise ConflictError(f"execution id {execution_id!r} is being started by another request")
     await _index(session, execution_id, index, params)
-    return StartedRun(execution_id, workflow_id, pinned.number, "running", created=True, retry_of=retry_of)
+    return StartedRun(execution_id, workflow_id, pinned.number, RunStatus.RUNNING, created=True, retry_of=retry_of)
 
 
 async def retry_run(
@@ -221,7 +224,7 @@ async def retry_run(
     """
     original = await _record(session, execution_id)
     try:
-        run: RunStatus | None = await execution_status(temporal, execution_id)
+        run: RunDescription | None = await execution_status(temporal, execution_id)
     except NotFoundError:  # Temporal dropped the closed run (retention); the index still knows what to run
         run = None
     if original is None and run is not None and run.index is not None:
@@ -229,23 +232,46 @@ async def retry_run(
     if original is None:
         raise NotFoundError(f"execution {execution_id!r} is not in the execution index (only runs started through "
                             "the API can be retried)")  # fmt: skip
-    status = run.status if run is not None else "gone"
-    if status in ("running", "waiting_approval"):
-        raise ConflictError(f"execution {execution_id!r} is still {status}; cancel or terminate it first")
+    if run is not None and not run.status.closed:
+        raise ConflictError(f"execution {execution_id!r} is still {run.status}; cancel or terminate it first")
     return await start_run(
         session=session, temporal=temporal, settings=settings, user=user, workflow_id=original.workflow_id,
         parameters=original.parameters, revision=original.revision, key=key, retry_of=execution_id,
     )  # fmt: skip
 
 
-def _final_tasks(tasks: list[TaskState], status: str, finished_at: str | None) -> list[TaskState]:
+async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinition) -> dict[str, ChildDefinition]:
+    """Pin every workflow a definition may start as a child (transitively) to its current revision."""
+    children: dict[str, ChildDefinition] = {}
+    pending = [(definition, task) for task in (*definition.tasks, *definition.on_failure)]
+    while pending:
+        parent, task = pending.pop(0)
+        if not isinstance(task, WorkflowTask) or task.config.workflow in children:
+            continue
+        name = task.config.workflow
+        record = await repository.get_definition(session=session, workflow_id=name)
+        revision = record and await repository.get_revision(
+            session=session, workflow_id=name, number=record.current_revision
+        )
+        if not revision:
+            raise DslError(
+                [Issue(f"{parent.name}.tasks.{task.id}.config.workflow", f"workflow {name!r} is not registered", None)]
+            )
+        children[name] = ChildDefinition(definition=revision.definition, revision=revision.number)
+        child = WorkflowDefinition.from_stored(revision.definition)
+        pending.extend((child, t) for t in (*child.tasks, *child.on_failure))
+    return children
+
+
+def _final_tasks(tasks: list[TaskState], status: RunStatus, finished_at: str | None) -> list[TaskState]:
     """A closed run has no running task: what ran when it was cancelled, terminated or timed out was stopped."""
-    if status in ("running", "waiting_approval", "completed", "failed"):
+    if status in _SETTLED_RUNS:
         return tasks
-    note = None if status == "cancelled" else f"stopped: the run {status.replace('_', ' ')}"
+    note = None if status == RunStatus.CANCELLED else f"stopped: the run {status.replace('_', ' ')}"
     return [
-        t.model_copy(update={"status": "cancelled", "finished_at": t.finished_at or finished_at, "error": note})
-        if t.status in _CLOSED_TASK_STATES else t
+        t.model_copy(update={"status": TaskStatus.CANCELLED, "finished_at": t.finished_at or finished_at,
+                             "error": note})
+        if t.status in _UNFINISHED_TASKS else t
         for t in tasks
     ]  # fmt: skip
 
@@ -257,7 +283,7 @@ async def _declared_tasks(session: AsyncSession, record: Execution, never_ran: b
         return []
     definition: WorkflowDefinition = WorkflowDefinition.from_stored(revision.definition)
     # before any workflow task has completed no task can have started; after, only a worker knows
-    status = "pending" if never_ran else "unknown"
+    status = TaskStatus.PENDING if never_ran else TaskStatus.UNKNOWN
     return [TaskState(id=t.id, name=t.display_name, status=status) for t in definition.tasks]
 
 
