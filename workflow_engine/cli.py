@@ -265,3 +265,62 @@ def approve(
     answer = _api("POST", f"/executions/{execution_id}/approvals/{task_id}", body)
     task = answer["task"]
     console.print(f"{task['id']}: {task['status']} ({len(task.get('approvals') or [])} decision(s) so far)")
+
+
+schedules_app = typer.Typer(help="Schedules of registered workflows (through the API).", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+
+_SCHEDULE_ID = typer.Argument(help="The schedule: <workflow>.<schedule id> (see `schedules list`).")
+
+
+@schedules_app.command("list")
+def schedules_list(
+    workflow_id: Annotated[str | None, typer.Option("--workflow", "-w", help="Only this workflow's.")] = None,
+) -> None:
+    """List schedules: paused or not, next fire times, last runs."""
+    answer = _api("GET", "/schedules" + (f"?workflow_id={workflow_id}" if workflow_id else ""))
+    if not answer["items"]:
+        console.print("no schedules")
+    for item in answer["items"]:
+        when = item["cron"] or f"every {item['every']}"
+        state = "paused" if item["paused"] else ("active" if item["synced"] else "not synced yet")
+        upcoming = ", ".join(item["next_runs"][:2]) or "-"
+        typer.echo(f"{item['id']}  {when} ({item['timezone']})  {state}  next: {upcoming}  fired: {item['fired']}")
+
+
+@schedules_app.command("pause")
+def schedules_pause(
+    schedule_id: Annotated[str, _SCHEDULE_ID],
+    note: Annotated[str | None, typer.Option("--note", "-m", help="Why (shown in the Temporal UI).")] = None,
+) -> None:
+    """Pause a schedule until it is unpaused (or its YAML changes)."""
+    answer = _api("POST", f"/schedules/{schedule_id}/pause", {"note": note})
+    console.print(f"{answer['id']}: paused ({answer['note']})")
+
+
+@schedules_app.command("unpause")
+def schedules_unpause(
+    schedule_id: Annotated[str, _SCHEDULE_ID],
+    note: Annotated[str | None, typer.Option("--note", "-m", help="Why (shown in the Temporal UI).")] = None,
+) -> None:
+    """Let a paused schedule start runs again."""
+    answer = _api("POST", f"/schedules/{schedule_id}/unpause", {"note": note})
+    console.print(f"{answer['id']}: active ({answer['note']})")
+
+
+@schedules_app.command("trigger")
+def schedules_trigger(schedule_id: Annotated[str, _SCHEDULE_ID]) -> None:
+    """Start one run now with the schedule's params."""
+    answer = _api("POST", f"/schedules/{schedule_id}/trigger")
+    console.print(f"{answer['schedule_id']}: {answer['runs']} run starting")
+
+
+@schedules_app.command("backfill")
+def schedules_backfill(
+    schedule_id: Annotated[str, _SCHEDULE_ID],
+    start: Annotated[str, typer.Option("--start", help="ISO 8601 with a time zone, e.g. 2026-12-01T00:00:00Z.")],
+    end: Annotated[str, typer.Option("--end", help="ISO 8601 with a time zone.")],
+) -> None:
+    """Start the runs the schedule would have started between --start and --end."""
+    answer = _api("POST", f"/schedules/{schedule_id}/backfill", {"start": start, "end": end})
+    console.print(f"{answer['schedule_id']}: {answer['runs']} run(s) starting")

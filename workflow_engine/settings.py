@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         2.0, ge=0, description="How often the API looks for added or changed files in WORKFLOWS_DIR (0 = never)."
     )
 
+    schedules_sync_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How often the API makes Temporal Schedules match the registry again (0 = only at start and "
+        "after changes).",
+    )
+
     log_level: str = Field("INFO", description="Log level of every process.")
 
     shell_enabled: bool = Field(False, description="Allow `shell` tasks to run commands on workers.")

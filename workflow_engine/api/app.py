@@ -21,7 +21,8 @@ from workflow_engine.storage import create_engine, session_factory
 from .errors import PROBLEM_RESPONSES, install_error_handlers
 from .limits import RequestLimits
 from .registration import directory_snapshot, register_directory, watch_directory
-from .routes import approvals, executions, health, workflows
+from .routes import approvals, executions, health, schedules, workflows
+from .schedules import ScheduleSyncer
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,12 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
             sessions=app.state.sessions, directory=settings.workflows_dir, activity_types=app.state.activity_types,
             python_modules=await asyncio.to_thread(allowed_modules, settings),
         )  # fmt: skip
-        watcher = None
+        app.state.schedules = syncer = ScheduleSyncer(
+            sessions=app.state.sessions, connection=app.state.temporal, settings=settings
+        )
+        background = [asyncio.create_task(syncer.run())]  # never blocks the start: Temporal may not be up yet
         if settings.workflows_poll_seconds > 0:
-            watcher = asyncio.create_task(
+            background.append(asyncio.create_task(
                 watch_directory(
                     sessions=app.state.sessions,
                     directory=settings.workflows_dir,
@@ -56,15 +60,16 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
                     seen=snapshot,
                     activity_types=app.state.activity_types,
                     python_modules=lambda: allowed_modules(settings),
+                    on_scan=lambda _report: syncer.everything(),
                 )
-            )
+            ))  # fmt: skip
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    await task
             await payloads.close()
             await engine.dispose()
 
@@ -83,6 +88,6 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.add_middleware(
         RequestLimits, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
     )
-    for router in (health.router, workflows.router, executions.router, approvals.router):
+    for router in (health.router, workflows.router, executions.router, approvals.router, schedules.router):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

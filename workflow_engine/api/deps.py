@@ -17,6 +17,8 @@ from workflow_engine.engine.activities.modules import allowed_modules
 from workflow_engine.engine.client.connection import TemporalConnection
 from workflow_engine.settings import Settings
 
+from .schedules import ScheduleSyncer
+
 
 def get_settings(request: Request) -> Settings:
     """Return the settings the app was built with."""
@@ -47,6 +49,12 @@ async def get_temporal(request: Request) -> Client:
     return await get_connection(request).get()
 
 
+def get_schedules(request: Request) -> ScheduleSyncer:
+    """Return the app's schedule syncer (syncs after a registry change)."""
+    syncer: ScheduleSyncer = request.app.state.schedules
+    return syncer
+
+
 def get_activity_types(request: Request) -> tuple[str, ...]:
     """Return the activity types definitions may use (built-in and plugins), found when the app started."""
     activity_types: tuple[str, ...] = request.app.state.activity_types
@@ -64,4 +72,5 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 ConnectionDep = Annotated[TemporalConnection, Depends(get_connection)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 ActivityTypesDep = Annotated[tuple[str, ...], Depends(get_activity_types)]
+SchedulesDep = Annotated[ScheduleSyncer, Depends(get_schedules)]
 PythonModulesDep = Annotated[tuple[str, ...], Depends(get_python_modules)]

@@ -303,11 +303,13 @@ async def watch_directory(
     seen: tuple[tuple[str, int, int], ...],
     activity_types: tuple[str, ...] = BUILTIN_ACTIVITY_TYPES,
     python_modules: Callable[[], Collection[str]] | None = None,
+    on_scan: Callable[[DirectoryReport], Awaitable[object]] | None = None,
 ) -> None:
     """Register files added to or changed in `directory` since `seen`, checking every `interval` seconds.
 
     `python_modules` returns the modules `python` tasks may call; it is asked before every rescan, so a
-    module added to the workflows directory counts without a restart.
+    module added to the workflows directory counts without a restart. `on_scan` runs after every rescan (the
+    schedules follow the files, removed ones included).
     """
     while True:
         await asyncio.sleep(interval)
@@ -321,5 +323,7 @@ async def watch_directory(
             except Exception:  # the watcher must survive a database hiccup; the next round retries
                 logger.exception("rescanning %s failed", directory)
                 continue
+            if on_scan is not None:
+                await on_scan(report)
             if not report.conflicts:  # a conflicting file is retried next round
                 seen = current

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from workflow_engine.engine.types import RunStatus, TaskStatus
 
@@ -283,3 +284,67 @@ class StopResponse(BaseModel):
     execution_id: str
     status: RunStatus
     detail: str
+
+
+class ScheduleRun(BaseModel):
+    """One run a schedule started."""
+
+    execution_id: str | None
+    scheduled_at: str
+    started_at: str
+
+
+class ScheduleDetail(BaseModel):
+    """A schedule of a registered workflow: what its YAML says and what Temporal does with it."""
+
+    id: str = Field(description="The Temporal Schedule id: `<workflow>.<schedule id>`.")
+    workflow_id: str
+    schedule: str = Field(description="The entry's `id` in the YAML (its index when it has none).")
+    revision: int = Field(description="The revision its runs start with.")
+    cron: str | None
+    every: timedelta | None
+    offset: timedelta | None
+    timezone: str
+    overlap: str
+    catchup_window: timedelta
+    jitter: timedelta | None
+    start_at: datetime | None
+    end_at: datetime | None
+    params: dict[str, Any]
+    synced: bool = Field(description="False until the schedule exists in Temporal (it is synced within seconds).")
+    paused: bool
+    note: str | None = Field(description="The note of the last pause or unpause.")
+    next_runs: list[datetime] = Field(description="The next (at most 5) fire times.")
+    recent_runs: list[ScheduleRun] = Field(description="The last runs it started, newest first.")
+    fired: int = Field(description="How many runs it has started.")
+
+
+class ScheduleList(BaseModel):
+    """Schedules of registered workflows, in workflow order."""
+
+    items: list[ScheduleDetail]
+
+
+class ScheduleNote(BaseModel):
+    """An optional note for a pause or an unpause (shown in the Temporal UI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=1000)
+
+
+class BackfillRequest(BaseModel):
+    """A time range whose missed fires to run now (both ends with a time zone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class ScheduleAction(BaseModel):
+    """What a trigger or backfill asked Temporal for: it starts the runs within seconds."""
+
+    schedule_id: str
+    action: Literal["trigger", "backfill"]
+    runs: int = Field(description="How many runs it starts.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -296,20 +296,48 @@ Task = Annotated[
 TASK_TYPES = ("activity", "approval", "sleep", "workflow", "set")
 
 
-class Schedule(_Closed):
-    """A cron schedule with fixed params: checked, but not active yet (no Temporal Schedule is created)."""
+SCHEDULE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# Temporal refuses shorter catch-up windows.
+_MIN_CATCHUP = timedelta(seconds=10)
+AwareDatetime = Annotated[datetime, BeforeValidator(lambda v: parse_instant(v) if isinstance(v, str) else v)]
+# croniter extensions Temporal refuses: L, W and ? in the day-of-month field, L and ? in the weekday one.
+_DAY_OF_MONTH_EXTENSIONS = re.compile(r"[lw?]", re.IGNORECASE)
+_WEEKDAY_EXTENSIONS = re.compile(r"[l?]", re.IGNORECASE)
 
-    cron: str
+
+class Schedule(_Closed):
+    """When a workflow starts by itself: a cron or an interval, fixed params and policies (a Temporal Schedule)."""
+
+    id: str | None = Field(None, pattern=SCHEDULE_ID_PATTERN, description="Unique in the file; default: its index.")
+    cron: str | None = Field(None, description="5-field cron (minute hour day month weekday) or @daily, @hourly...")
+    every: Duration | None = Field(None, description="An interval instead of a cron, e.g. 15m.")
+    offset: Duration | None = Field(None, description="With `every`: shift the fire times by this much.")
     timezone: str = "UTC"
     params: dict[str, Any] = Field(default_factory=dict)
     overlap: Literal["skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"] = "skip"
+    catchup_window: Duration = Field(
+        timedelta(minutes=1), description="Fires missed while Temporal was down run late if they are this recent."
+    )
+    jitter: Duration | None = Field(None, description="Delay each fire by a random time up to this.")
+    paused: bool = False
+    start_at: AwareDatetime | None = Field(None, description="Fire from this moment on (with a time zone).")
+    end_at: AwareDatetime | None = Field(None, description="Fire until this moment (with a time zone).")
 
     @field_validator("cron")
     @classmethod
-    def _cron_valid(cls, value: str) -> str:
-        """Five-field cron (or @daily style), checked by croniter."""
-        if not croniter.is_valid(value):
-            raise ValueError(f"invalid cron expression {value!r}; expected 5 fields like '0 9 * * 1-5'")
+    def _cron_valid(cls, value: str | None) -> str | None:
+        """Five-field cron (or @daily style), checked by croniter, without the extensions Temporal refuses."""
+        if value is None:
+            return value
+        fields = value.split()
+        extended = len(fields) == 5 and bool(
+            _DAY_OF_MONTH_EXTENSIONS.search(fields[2]) or _WEEKDAY_EXTENSIONS.search(fields[4])
+        )
+        if value.strip() not in _CRON_MACROS and (len(fields) != 5 or extended or not croniter.is_valid(value)):
+            raise ValueError(
+                f"invalid cron expression {value!r}; expected 5 fields like '0 9 * * 1-5', or @daily, @hourly..."
+            )
         return value
 
     @field_validator("timezone")
@@ -321,6 +349,29 @@ class Schedule(_Closed):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
         return value
+
+    @field_validator("start_at", "end_at")
+    @classmethod
+    def _has_zone(cls, value: datetime | None) -> datetime | None:
+        """Moments must say their time zone (2027-01-01T00:00:00Z)."""
+        if value is not None and value.tzinfo is None:
+            raise ValueError("a moment needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> Schedule:
+        """Exactly one of cron and every; offset only with every; a window that ends after it starts."""
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule needs exactly one of cron or every")
+        if self.every is not None and self.every < timedelta(seconds=1):
+            raise ValueError("every must be at least 1s")
+        if self.offset is not None and (self.every is None or self.offset >= self.every):
+            raise ValueError("offset needs every, and must be shorter than it")
+        if self.catchup_window < _MIN_CATCHUP:
+            raise ValueError("catchup_window must be at least 10s")
+        if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
+            raise ValueError("end_at must be after start_at")
+        return self
 
 
 class WorkflowDefinition(_Closed):
@@ -353,6 +404,10 @@ class WorkflowDefinition(_Closed):
         A run never uses `schedules`, so a revision stored before a change to their contract still loads.
         """
         return cls.model_validate({key: value for key, value in data.items() if key != "schedules"})
+
+    def keyed_schedules(self) -> list[tuple[str, Schedule]]:
+        """Each schedule with its id: its own `id`, else its index in the list."""
+        return [(schedule.id or str(index), schedule) for index, schedule in enumerate(self.schedules)]
 
     def task(self, task_id: str) -> Task:
         """Return the task (or on_failure task) with this id."""

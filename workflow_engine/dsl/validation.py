@@ -213,6 +213,7 @@ def _check_params(data: dict[str, Any]) -> list[Problem]:
         if spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
             problems.append(((*where, "minimum"), "minimum is greater than maximum"))
     schedules = data.get("schedules")
+    problems.extend(_schedule_ids(schedules if isinstance(schedules, list) else []))
     for i, schedule in enumerate(schedules if isinstance(schedules, list) else []):
         params = schedule.get("params", {}) if isinstance(schedule, dict) else {}
         if not isinstance(params, dict):
@@ -225,4 +226,19 @@ def _check_params(data: dict[str, Any]) -> list[Problem]:
         for name, spec in specs.items():
             if spec.required and spec.default is None and name not in params:
                 problems.append((("schedules", i, "params"), f"required parameter {name!r} is missing"))
+    return problems
+
+
+def _schedule_ids(schedules: list[Any]) -> list[Problem]:
+    """Schedule ids (an entry's `id`, else its index) must be unique in the file."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, schedule in enumerate(schedules):
+        given = schedule.get("id") if isinstance(schedule, dict) else None
+        key = given if isinstance(given, str) else str(i)
+        if key in seen:
+            where: Loc = ("schedules", i, "id") if isinstance(given, str) else ("schedules", i)
+            problems.append((where, f"duplicate schedule id {key!r} (also schedules[{seen[key]}])"))
+        else:
+            seen[key] = i
     return problems

@@ -23,6 +23,11 @@ async def list_definitions(*, session: AsyncSession, limit: int = 100, offset: i
     return list(result)
 
 
+async def all_definitions(*, session: AsyncSession) -> list[Definition]:
+    """Return every definition, ordered by id."""
+    return list(await session.scalars(select(Definition).order_by(Definition.workflow_id)))
+
+
 async def count_definitions(*, session: AsyncSession) -> int:
     """Return how many definitions are registered."""
     return int(await session.scalar(select(func.count()).select_from(Definition)) or 0)

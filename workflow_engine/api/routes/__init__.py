@@ -1,5 +1,5 @@
 """The API's routers, one module per resource."""
 
-from . import approvals, executions, health, workflows
+from . import approvals, executions, health, schedules, workflows
 
-__all__ = ["approvals", "executions", "health", "workflows"]
+__all__ = ["approvals", "executions", "health", "schedules", "workflows"]

@@ -12,6 +12,7 @@ from workflow_engine.api.auth import Admin, Viewer
 from workflow_engine.api.deps import (
     ActivityTypesDep,
     PythonModulesDep,
+    SchedulesDep,
     SessionDep,
     SessionsDep,
     SettingsDep,
@@ -19,6 +20,7 @@ from workflow_engine.api.deps import (
 )
 from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.registration import Registration, delete_registered, register_directory, register_source
+from workflow_engine.api.schedules import desired_schedules
 from workflow_engine.api.schemas import (
     DB_INT_MAX,
     DefinitionWarning,
@@ -120,18 +122,21 @@ def _summary(record: Definition, revision: Revision) -> WorkflowSummary:
 @router.post("", response_model=RegisterResponse, status_code=201, openapi_extra=_BODY, responses=_ERRORS)
 async def register(
     request: Request, response: Response, session: SessionDep, _caller: Admin, activity_types: ActivityTypesDep,
-    python_modules: PythonModulesDep,
+    python_modules: PythonModulesDep, schedules: SchedulesDep,
 ) -> RegisterResponse:  # fmt: skip
     """Register a definition: 201 for a new revision, 200 when the content is known, 422 with every problem.
 
     The registered content becomes current (also when it is an older revision's); 409 when concurrent
-    registrations kept conflicting (try again). `warnings` lists what the definition declares that does
-    not run yet (`schedules:`), with file, line and column.
+    registrations kept conflicting (try again). `warnings` lists what is allowed but likely a mistake (an
+    unbounded schedule `overlap`), with file, line and column. Its `schedules:` are synced to Temporal
+    Schedules before the answer (by the periodic sync when Temporal is down; after it when Temporal is slow).
     """
     text, file = await _source(request)
     result = await register_source(
         session=session, text=text, file=file, activity_types=activity_types, python_modules=python_modules
     )
+    await session.close()
+    await schedules.after_change(result.workflow_id)
     if not result.created:
         response.status_code = 200
     return _registered(result)
@@ -141,7 +146,7 @@ async def register(
 async def validate(
     request: Request, _caller: Viewer, activity_types: ActivityTypesDep, python_modules: PythonModulesDep
 ) -> ValidateResponse:
-    """Check a definition without registering it (dry run); 422 lists every problem, `warnings` what is not active."""
+    """Check a definition without registering it (dry run); 422 lists every problem, `warnings` likely mistakes."""
     text, file = await _source(request)
     definition = parse_definition(text, file=file, activity_types=activity_types, python_modules=python_modules)
     notices = [_warning(notice) for notice in definition_warnings(definition, text, file=file)]
@@ -151,7 +156,7 @@ async def validate(
 @router.post("/reload", response_model=ReloadResponse, responses=_ERRORS)
 async def reload(
     settings: SettingsDep, sessions: SessionsDep, _caller: Admin, activity_types: ActivityTypesDep,
-    python_modules: PythonModulesDep,
+    python_modules: PythonModulesDep, schedules: SchedulesDep,
 ) -> ReloadResponse:  # fmt: skip
     """Rescan the workflows directory now (the API also notices changes by itself).
 
@@ -164,6 +169,7 @@ async def reload(
         activity_types=activity_types,
         python_modules=python_modules,
     )
+    await schedules.after_change()
     if report.conflicts:
         raise ConflictError(f"reloading conflicted with concurrent changes to {', '.join(sorted(report.conflicts))}; "
                             "the other files were registered; try again")  # fmt: skip
@@ -205,10 +211,12 @@ async def graph(
 
 @router.delete("/{workflow_id}", status_code=204, responses=_ERRORS)
 async def delete(
-    workflow_id: str, session: SessionDep, temporal: TemporalDep, _caller: Admin, force: bool = False
-) -> Response:
-    """Remove a workflow and its revisions; refused while runs are active unless `force=true`."""
+    workflow_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, _caller: Admin,
+    schedules: SchedulesDep, force: bool = False,
+) -> Response:  # fmt: skip
+    """Remove a workflow and its revisions (and its schedules); refused while runs are active unless `force=true`."""
     await load_current(session, workflow_id)
+    had = [desired.id for desired in await desired_schedules(session, settings, workflow_id)]
     recent = await repository.recent_execution_ids(
         session=session, workflow_id=workflow_id, since=utcnow() - VISIBILITY_LAG
     )
@@ -218,6 +226,8 @@ async def delete(
         raise ConflictError(f"workflow {workflow_id!r} has {running} running execution(s); use force=true")
     if not await delete_registered(session=session, workflow_id=workflow_id):
         raise NotFoundError(f"workflow {workflow_id!r} is not registered")
+    await session.close()
+    await schedules.after_change(workflow_id, known=had)
     return Response(status_code=204)
 
 

@@ -23,20 +23,25 @@ RPC_TIMEOUT = timedelta(seconds=10)
 _GRACE = timedelta(seconds=5)
 
 
-def temporal_error(client: Client, exc: RPCError, execution_id: str | None = None) -> EngineError:
+def temporal_error(
+    client: Client, exc: RPCError, execution_id: str | None = None, *, subject: str | None = None
+) -> EngineError:
     """Map a Temporal RPC failure to the error tree: 404, 409, 422 or 503, never a bare 500.
 
     Args:
         client: The client that made the call (its address goes into the message).
         exc: The failure.
         execution_id: The run the call was about, when there is one.
+        subject: What else the call was about (`schedule 'x'`), for the message; a NOT_FOUND is then a 404.
 
     Returns:
         The error to raise instead.
     """
-    what = f"execution {execution_id!r}" if execution_id else "the request"
+    what = subject or (f"execution {execution_id!r}" if execution_id else "the request")
     status = exc.status
-    if status == RPCStatusCode.NOT_FOUND and execution_id:  # otherwise e.g. a missing namespace: a setup problem
+    if status == RPCStatusCode.NOT_FOUND and (
+        execution_id or subject
+    ):  # otherwise e.g. a missing namespace: a setup problem
         return NotFoundError(f"{what} not found")
     if status in (RPCStatusCode.ALREADY_EXISTS, RPCStatusCode.FAILED_PRECONDITION):
         return ConflictError(f"{what} conflicts with its current state: {exc.message}")
@@ -56,7 +61,11 @@ def _address(client: Client) -> str:
 
 @asynccontextmanager
 async def temporal_call(
-    client: Client, execution_id: str | None = None, *, rpc_timeout: timedelta | None = RPC_TIMEOUT
+    client: Client,
+    execution_id: str | None = None,
+    *,
+    subject: str | None = None,
+    rpc_timeout: timedelta | None = RPC_TIMEOUT,
 ) -> AsyncIterator[None]:
     """Make Temporal calls in this block: every failure leaves it as an error of the tree (`temporal_error`).
 
@@ -65,6 +74,7 @@ async def temporal_call(
     Args:
         client: The client the block calls.
         execution_id: The run the calls are about, when there is one (a NOT_FOUND is then a 404).
+        subject: What else the calls are about (`schedule 'x'`), named in messages instead (a NOT_FOUND is a 404).
         rpc_timeout: The RPC timeout the block's calls carry; the block as a whole may take that and a grace,
             then it counts as hung (503). None: no limit of the block's own (a wait with a limit of its own, or
             a paged listing whose every page carries RPC_TIMEOUT).
@@ -78,7 +88,7 @@ async def temporal_call(
         async with deadline:
             yield
     except RPCError as exc:
-        raise temporal_error(client, exc, execution_id) from None
+        raise temporal_error(client, exc, execution_id, subject=subject) from None
     except RPCTimeoutOrCancelledError:
         raise UnavailableError(f"Temporal at {_address(client)} did not answer in time") from None
     except TimeoutError:

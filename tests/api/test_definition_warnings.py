@@ -1,4 +1,4 @@
-"""`schedules:` are not active yet: `validate`, the registry routes and directory scans all say so."""
+"""A likely mistake (an unbounded schedule overlap) is warned about by `validate`, the registry routes and scans."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 
 WARNING = {
-    "path": "schedules",
-    "message": "schedules are not active yet: the entries are checked, but no Temporal Schedule is created, so "
-    "nothing starts on its own; start runs with POST /executions/workflows/{workflow_id}/execute",
-    "line": 5,
-    "column": 1,
+    "path": "schedules[0].overlap",
+    "message": "overlap: buffer_all starts every fire even while earlier runs still go, so slow runs pile up without "
+    "bound; skip, buffer_one, cancel_other or terminate_other keep at most one waiting",
+    "line": 8,
+    "column": 5,
 }
 
 
@@ -42,16 +42,16 @@ def test_validate_warns_with_file_and_line_and_still_passes(tmp_path: Path) -> N
     path.write_text(SCHEDULED, encoding="utf-8")
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert f"{path}:5:1: warning: schedules: schedules are not active yet" in result.output
+    assert f"{path}:8:5: warning: schedules[0].overlap: overlap: buffer_all starts every fire" in result.output
     assert "1 file(s) valid" in result.output
     as_json = CliRunner().invoke(cli, ["validate", "--format", "json", str(path)])
     assert as_json.exit_code == 0
-    assert '"valid": true' in as_json.output and '"line": 5' in as_json.output and "not active yet" in as_json.output
+    assert '"valid": true' in as_json.output and '"line": 8' in as_json.output and "pile up" in as_json.output
     broken = tmp_path / "broken.yaml"
     broken.write_text(SCHEDULED.replace("0 9 * * 1-5", "every day"), encoding="utf-8")
     failed = CliRunner().invoke(cli, ["validate", str(broken)])
     assert failed.exit_code == 1 and "invalid cron expression" in failed.output
-    assert "not active yet" not in failed.output  # only valid files get warnings
+    assert "pile up" not in failed.output  # only valid files get warnings
 
 
 @pytest_asyncio.fixture
@@ -76,10 +76,7 @@ async def test_registering_and_validating_answer_with_the_warning(http: httpx.As
     again = await http.post("/workflows", content=SCHEDULED, headers={"content-type": "application/yaml"})
     assert again.status_code == 200  # known content: still warned
     assert again.json()["warnings"] == [{**WARNING, "file": "<request>"}]
-    plain = SCHEDULED.replace("name: nightly", "name: plain").replace(
-        'schedules:\n  - cron: "0 9 * * 1-5"\n    params: {day: monday}\n', ""
-    )
-    assert "schedules" not in plain
+    plain = SCHEDULED.replace("name: nightly", "name: plain").replace("overlap: buffer_all", "overlap: skip")
     answer = await http.post("/workflows", content=plain, headers={"content-type": "application/yaml"})
     assert answer.status_code == 201 and answer.json()["warnings"] == []
 
@@ -95,7 +92,7 @@ async def test_directory_scans_log_the_warning(
     finally:
         await engine.dispose()
     assert [r.workflow_id for r in report.registered] == ["nightly"]
-    logged = [r for r in caplog.records if r.levelno == logging.WARNING and "not active yet" in r.getMessage()]
+    logged = [r for r in caplog.records if r.levelno == logging.WARNING and "pile up" in r.getMessage()]
     assert len(logged) == 1, caplog.text
-    assert logged[0].getMessage().startswith(f"{workflows_dir / 'nightly.yaml'}: schedules: schedules are not active")
-    assert "(nightly.yaml:5:1)" in logged[0].getMessage()
+    assert logged[0].getMessage().startswith(f"{workflows_dir / 'nightly.yaml'}: schedules[0].overlap: overlap: buffer")
+    assert "(nightly.yaml:8:5)" in logged[0].getMessage()
