@@ -267,6 +267,23 @@ def approve(
     console.print(f"{task['id']}: {task['status']} ({len(task.get('approvals') or [])} decision(s) so far)")
 
 
+@app.command()
+def retry(
+    execution_id: Annotated[str, typer.Argument(help="The closed run to retry.")],
+    from_task: Annotated[
+        str | None, typer.Option("--from-task", help="Run this task and its descendants again.")
+    ] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Run every task again (nothing is kept).")] = False,
+    latest: Annotated[bool, typer.Option("--latest", help="Resume on the workflow's current revision.")] = False,
+) -> None:
+    """Resume a closed run from its failure (default), from a task, or restart it; print the new run."""
+    if from_task is not None and restart:
+        raise typer.BadParameter("--from-task and --restart exclude each other")
+    mode = "restart" if restart else ("from_task" if from_task is not None else "from_failure")
+    body = {"mode": mode, "task_id": from_task, "revision": "latest" if latest else "same"}
+    typer.echo(json.dumps(_api("POST", f"/executions/{execution_id}/retry", body), indent=2))
+
+
 schedules_app = typer.Typer(help="Schedules of registered workflows (through the API).", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
 

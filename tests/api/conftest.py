@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest_asyncio
+import uvicorn
 from temporalio.client import Client
 
 from tests.conftest import REPO_ROOT
+from tests.polling import eventually
+from tests.reliability.stack import free_port
 from workflow_engine.api import create_app
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker
@@ -63,3 +67,20 @@ async def authed_api(client: Client, settings: Settings, workflows_dir: Path) ->
     _copy_examples(workflows_dir)
     async for http in _serve(client, settings.model_copy(update={"api_tokens": API_TOKENS})):
         yield http
+
+
+@pytest_asyncio.fixture
+async def served(client: Client, settings: Settings) -> AsyncIterator[str]:
+    """Serve the API (local mode) with uvicorn on a free port, with a worker; yield its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal_client=client), host="127.0.0.1",
+                                           port=port, log_level="warning"))  # fmt: skip
+    async with build_worker(client, settings):
+        task = asyncio.create_task(server.serve())
+        try:
+            await eventually(lambda: server.started or task.done(), within=20, what="uvicorn serving")
+            assert not task.done(), "uvicorn exited"
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, timeout=30)

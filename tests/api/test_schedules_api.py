@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from temporalio.client import Client, ScheduleActionStartWorkflow
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -40,7 +39,6 @@ from workflow_engine.engine.types import RunInput
 from workflow_engine.errors import ValidationFailedError
 from workflow_engine.settings import Settings
 from workflow_engine.storage import create_engine, repository, session_factory
-from workflow_engine.worker import build_worker
 
 from .conftest import TOKENS
 
@@ -450,23 +448,6 @@ async def _cli(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
     )  # fmt: skip
     output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     return int(process.returncode or 0), output.decode()
-
-
-@pytest_asyncio.fixture
-async def served(client: Client, settings: Settings) -> AsyncIterator[str]:
-    """Serve the API (local mode) with uvicorn on a free port, with a worker; yield its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, temporal_client=client), host="127.0.0.1",
-                                           port=port, log_level="warning"))  # fmt: skip
-    async with build_worker(client, settings):
-        task = asyncio.create_task(server.serve())
-        try:
-            await eventually(lambda: server.started or task.done(), within=20, what="uvicorn serving")
-            assert not task.done(), "uvicorn exited"
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=30)
 
 
 async def test_the_cli_lists_pauses_and_triggers_through_a_running_api(

@@ -46,6 +46,7 @@ Handle = WorkflowHandle[Any, Any]
 
 HELPERS = '''
 """Helpers the recorded scenarios call."""
+import time
 
 
 def add(a, b):
@@ -58,6 +59,13 @@ def echo(*args):
 
 def boom(message):
     raise RuntimeError(message)
+
+
+def item(index, seconds, fail):
+    time.sleep(seconds)
+    if fail:
+        raise RuntimeError(fail)
+    return [index]
 '''
 
 
@@ -207,6 +215,32 @@ tasks:
 output: "${{ tasks.fan.output }}"
 """,
         "completed",
+    ),
+    # 6 items, 3 at a time: item 1 fails at once, item 2 soon after, item 0 completes last; items 3-5 wait on
+    # max_parallel and never start (the `wfe-fan-out-finishes-started-items` patch's new branch)
+    "for_each_partial_failure": Scenario(
+        """
+name: replay-for-each-partial-failure
+params:
+  plan:
+    type: array
+    default:
+      - {seconds: 0.6, fail: ""}
+      - {seconds: 0, fail: "item 1 broke"}
+      - {seconds: 0.3, fail: "item 2 broke"}
+      - {seconds: 0, fail: ""}
+      - {seconds: 0, fail: ""}
+      - {seconds: 0, fail: ""}
+tasks:
+  - id: fan
+    for_each: "${{ params.plan }}"
+    max_parallel: 3
+    activity_type: python
+    config: {function: "helpers:item", args: ["${{ index }}", "${{ item.seconds }}", "${{ item.fail }}"]}
+    retry_policy: {max_attempts: 1}
+output: "${{ tasks.fan.output }}"
+""",
+        "failed",
     ),
     # 5 items in batches of 2: the run starts 3 batch children; the second child runs items 2 and 3
     "for_each_batches": Scenario(BATCHES, "completed", fan_out_batch=2),

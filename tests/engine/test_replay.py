@@ -1,9 +1,11 @@
 """Replay recorded histories through the interpreter: nondeterministic changes to it fail here.
 
 `tests/engine/histories/` holds one real run per construct (sequential, DAG, for_each, for_each in batch
-children and one such child, set, sleep, approval approved and rejected (recorded before signed approvals,
-so they replay the `wfe-signed-approvals` patch's old branch), approval decided by signed and unverified
-decisions, on_failure, child workflow, continue_on_error, and the first run of one that continued as new).
+children and one such child, a for_each whose items fail part-way (the `wfe-fan-out-finishes-started-items`
+patch's new branch: running items finish, waiting ones never start), set, sleep, approval approved and rejected
+(recorded before signed approvals, so they replay the `wfe-signed-approvals` patch's old branch), approval
+decided by signed and unverified decisions, on_failure, child workflow, continue_on_error, and the first run of
+one that continued as new).
 Each is replayed with the sandboxed runner the worker uses; a change to the interpreter that would break
 executions already in flight (a different command sequence for the same history) makes its replay fail.
 
@@ -15,6 +17,7 @@ When a change is deliberate and running executions are handled (drained, or patc
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -24,6 +27,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH
 from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.worker import PASSTHROUGH_MODULES
 
@@ -57,6 +61,22 @@ async def test_recorded_history_replays_deterministically(name: str) -> None:
     assert history.events[-1].event_type == _ENDINGS[SCENARIOS[name].ends]  # the recording ran to its end
     result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure}"
+
+
+def _patches(name: str) -> set[str]:
+    """The patch ids a recorded history's markers name."""
+    data = json.loads((HISTORIES / f"{name}.json").read_text())
+    markers = [
+        e["markerRecordedEventAttributes"] for e in data["events"] if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+    payloads = [m["details"]["patch-data"]["payloads"][0] for m in markers if m.get("markerName") == "core_patch"]
+    return {json.loads(base64.b64decode(payload["data"]))["id"] for payload in payloads}
+
+
+def test_the_partial_fan_out_failure_is_the_only_fan_out_history_with_the_patch() -> None:
+    assert _patches("for_each_partial_failure") == {FAN_OUT_FINISHES_PATCH}
+    for name in ("for_each", "for_each_batches", "for_each_batch_child"):
+        assert FAN_OUT_FINISHES_PATCH not in _patches(name), name
 
 
 async def test_a_history_the_interpreter_would_not_produce_fails_to_replay() -> None:

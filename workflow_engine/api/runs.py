@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +33,7 @@ from workflow_engine.engine.client.executions import (
     execution_status,
     start_execution,
 )
+from workflow_engine.engine.client.resume import RetryMode, final_states, plan_resume
 from workflow_engine.engine.types import ChildDefinition, RunInput, RunStatus, TaskStatus
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
 from workflow_engine.settings import Settings
@@ -157,6 +160,7 @@ async def start_run(
     revision: int | None = None,
     key: str | None = None,
     retry_of: str | None = None,
+    resume: Callable[[WorkflowDefinition, int], dict[str, Any]] | None = None,
 ) -> StartedRun:
     """Validate the parameters and start a run, or return the run an idempotency key already names.
 
@@ -170,6 +174,7 @@ async def start_run(
         revision: A registered revision to run instead of the current one.
         key: An idempotency key, used as the execution id.
         retry_of: The run this one retries, recorded in the execution index.
+        resume: Given the revision's definition and number, the state a resumed run keeps (`RunInput.resume`).
 
     Raises:
         NotFoundError: The workflow or revision is not registered.
@@ -191,6 +196,7 @@ async def start_run(
         children=children,
         fan_out_batch=settings.fan_out_batch_size,
         kind_queues=sorted(settings.activity_concurrency),
+        resume=resume(definition, pinned.number) if resume is not None else None,
     )
     await _end_reads(session)
     execution_id = key or f"{workflow_id}-{uuid.uuid4().hex[:20]}"
@@ -211,16 +217,21 @@ async def start_run(
 
 
 async def retry_run(
-    *, session: AsyncSession, temporal: Client, settings: Settings, user: str, execution_id: str, key: str | None
-) -> StartedRun:
-    """Start a new run with the revision and parameters the execution index recorded for `execution_id`.
+    *, session: AsyncSession, temporal: Client, settings: Settings, user: str, execution_id: str, key: str | None,
+    mode: RetryMode = RetryMode.FROM_FAILURE, task_id: str | None = None, latest: bool = False,
+) -> StartedRun:  # fmt: skip
+    """Start a new run of a closed one, linked to it by `retry_of`: resumed (`mode`) or restarted.
 
+    The new run has the original's parameters, and its revision (or, `latest`, the current one). from_failure
+    and from_task keep what the original completed (`engine/client/resume.py`); restart runs everything again.
     A run started through the API whose index row was lost gets it back (from its memo and input) first.
 
     Raises:
         NotFoundError: The run is not in the execution index, or its revision is no longer registered.
-        ConflictError: The run is still running.
-        UnavailableError: Temporal cannot be reached.
+        ConflictError: The run is still running, or the resuming revision lacks a task it would keep.
+        GoneError: Temporal no longer keeps the run, so there is no state to resume (restart still works).
+        ValidationFailedError: from_task names no task of the revision.
+        UnavailableError: Temporal cannot be reached, or no worker answered for the run's final state.
     """
     original = await _record(session, execution_id)
     try:
@@ -234,10 +245,37 @@ async def retry_run(
                             "the API can be retried)")  # fmt: skip
     if run is not None and not run.status.closed:
         raise ConflictError(f"execution {execution_id!r} is still {run.status}; cancel or terminate it first")
+    revision = None if latest else original.revision
+    resume = None
+    if mode != RetryMode.RESTART:
+        if key is not None and (found := await _existing(session, temporal, key, original.workflow_id,
+                                                         execution_id)) is not None:  # fmt: skip
+            return found
+        resume = await _resume_from(session, temporal, execution_id, run, mode, task_id)
     return await start_run(
         session=session, temporal=temporal, settings=settings, user=user, workflow_id=original.workflow_id,
-        parameters=original.parameters, revision=original.revision, key=key, retry_of=execution_id,
+        parameters=original.parameters, revision=revision, key=key, retry_of=execution_id, resume=resume,
     )  # fmt: skip
+
+
+async def _resume_from(
+    session: AsyncSession, temporal: Client, execution_id: str, run: RunDescription | None, mode: RetryMode,
+    task_id: str | None,
+) -> Callable[[WorkflowDefinition, int], dict[str, Any]]:  # fmt: skip
+    """Read what a closed run ended with; return how the resuming revision keeps it (checked against it)."""
+    if run is None:
+        raise GoneError(f"execution {execution_id!r} is no longer kept by Temporal (its retention has passed), so "
+                        "its task states are gone; retry it with mode restart to run everything again")  # fmt: skip
+    await _end_reads(session)  # no transaction stays open across the Temporal calls
+    states = await final_states(temporal, execution_id)
+    original = await execution_input(temporal, execution_id)
+    handlers = frozenset(task.id for task in WorkflowDefinition.from_stored(original.definition).on_failure)
+
+    def plan(definition: WorkflowDefinition, revision: int) -> dict[str, Any]:
+        return plan_resume(definition, revision, states, execution_id=execution_id, mode=mode, task_id=task_id,
+                           handlers=handlers).resume  # fmt: skip
+
+    return plan
 
 
 async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinition) -> dict[str, ChildDefinition]:
@@ -302,7 +340,7 @@ async def execution_detail(*, session: AsyncSession, temporal: Client, execution
     tasks = [TaskState.model_validate(t) for t in live["tasks"]]
     if not answered and record is not None:
         tasks = await _declared_tasks(session, record, never_ran=bool(live["never_ran"]))
-    audit = await repository.list_approval_records(session=session, execution_id=execution_id)
+    audit = await _audit(session, execution_id, tasks)
     await _end_reads(session)
     return ExecutionDetail(
         execution_id=execution_id,
@@ -318,9 +356,20 @@ async def execution_detail(*, session: AsyncSession, temporal: Client, execution
         finished_at=live["finished_at"],
         started_by=record.started_by if record else None,
         retry_of=record.retry_of if record else None,
-        audit=[
-            {"task_id": a.task_id, "approver": a.approver, "decision": a.decision, "comment": a.comment,
-             "via": a.via, "at": a.decided_at.isoformat()}
-            for a in audit
-        ],
+        audit=audit,
     )  # fmt: skip
+
+
+async def _audit(session: AsyncSession, execution_id: str, tasks: list[TaskState]) -> list[dict[str, Any]]:
+    """The run's approval audit; a resumed run's kept approvals show the entries of the run that decided them."""
+    entries = [(execution_id, record) for record in
+               await repository.list_approval_records(session=session, execution_id=execution_id)]  # fmt: skip
+    kept = [(t.reused_from, t.id) for t in tasks if t.reused_from is not None and t.type == "approval"]
+    for source, task_id in kept:
+        records = await repository.list_approval_records(session=session, execution_id=source)
+        entries.extend((source, record) for record in records if record.task_id == task_id)
+    return [
+        {"task_id": a.task_id, "approver": a.approver, "decision": a.decision, "comment": a.comment, "via": a.via,
+         "at": a.decided_at.isoformat(), **({"execution_id": source} if source != execution_id else {})}
+        for source, a in entries
+    ]  # fmt: skip

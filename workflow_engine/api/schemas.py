@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from workflow_engine.engine.client.resume import RetryMode
 from workflow_engine.engine.types import RunStatus, TaskStatus
 
 
@@ -146,6 +147,9 @@ class TaskState(BaseModel):
     approvers: list[str] | None = None
     required_approvals: int | None = None
     approvals: list[dict[str, Any]] | None = None
+    reused_from: str | None = Field(
+        None, description="A resumed run's task kept from this execution (it did not run again in this one)."
+    )
 
 
 class ApprovalRequest(BaseModel):
@@ -225,6 +229,22 @@ class ExecuteRunRequest(ExecuteRequest):
     )
     revision: int | None = Field(
         None, ge=1, le=DB_INT_MAX, description="Run this registered revision instead of the current one."
+    )
+
+
+class RetryRequest(BaseModel):
+    """How to retry a closed run: resume it (the default: from_failure) or run everything again (restart)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: RetryMode = Field(
+        RetryMode.FROM_FAILURE,
+        description="from_failure: keep completed and skipped tasks (and completed for_each items), run the rest; "
+        "from_task: run task_id and everything downstream again; restart: run everything again.",
+    )
+    task_id: str | None = Field(None, max_length=255, description="The task to run again from (mode from_task).")
+    revision: Literal["same", "latest"] = Field(
+        "same", description="Run the original's revision, or the workflow's current one (fix a bug, then resume)."
     )
 
 

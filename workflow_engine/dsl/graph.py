@@ -67,6 +67,11 @@ def upstream(graph: Graph, task_id: str) -> frozenset[str]:
     return frozenset(seen)
 
 
+def downstream(graph: Graph, task_id: str) -> frozenset[str]:
+    """Return every task that (directly or through others) waits for `task_id`."""
+    return frozenset(node for node in graph if task_id in upstream(graph, node))
+
+
 def mermaid(definition: WorkflowDefinition) -> str:
     """Render the main task DAG as a Mermaid flowchart (approvals as hexagons, conditional tasks dashed)."""
     lines = ["flowchart TD"]

@@ -15,6 +15,9 @@ RECORD_APPROVAL_ACTIVITY = "record_approval"
 VERIFY_APPROVAL_ACTIVITY = "verify_approval"
 # Runs that reached this marker take decisions as signed (API) or unverified (signal, unsigned update) ones.
 SIGNED_APPROVALS_PATCH = "wfe-signed-approvals"
+# Runs that reached this marker let a failed fan-out's started items finish (and keep their outputs for a resume)
+# instead of cancelling them; items not started yet are not started.
+FAN_OUT_FINISHES_PATCH = "wfe-fan-out-finishes-started-items"
 
 # Search attributes, so runs can be filtered in the Temporal UI and by the API.
 SA_WORKFLOW_NAME = SearchAttributeKey.for_keyword("WfeWorkflowName")
@@ -89,6 +92,10 @@ class TaskState:
     approvers: list[str] | None = None
     required_approvals: int | None = None
     deadline: str | None = None
+    # a resumed run's task that kept the state of the run it retries (`POST /executions/{id}/retry`)
+    reused_from: str | None = None
+    # a `for_each` task that failed part-way: the outputs of the items that completed, by index ("0", "1", ...)
+    items: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The task as the `status` query reports it: the approval keys only once an approval task has waited."""
@@ -100,6 +107,10 @@ class TaskState:
         if self.approvals is not None:
             data.update(message=self.message, approvals=self.approvals, approvers=self.approvers,
                         required_approvals=self.required_approvals, deadline=self.deadline)  # fmt: skip
+        if self.reused_from is not None:
+            data["reused_from"] = self.reused_from
+        if self.items is not None:
+            data["items"] = self.items
         return data
 
     @classmethod

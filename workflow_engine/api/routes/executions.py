@@ -23,6 +23,7 @@ from workflow_engine.api.schemas import (
     ExecutionList,
     ExecutionListItem,
     HistoryEntry,
+    RetryRequest,
     RetryResponse,
     StopRequest,
     StopResponse,
@@ -200,10 +201,19 @@ async def retry(
     temporal: TemporalDep,
     settings: SettingsDep,
     idempotency: IdempotencyKey = None,
+    body: RetryRequest | None = None,
 ) -> JSONResponse:
-    """Start a new run with the original's revision and parameters, linked to it by `retry_of`."""
+    """Start a new run of a closed one with its parameters, linked to it by `retry_of`.
+
+    By default it resumes from the failure: tasks that completed (or were skipped, or approved) keep their
+    status and output (`reused_from` names the run they come from) and do not run again; the rest runs.
+    `mode: from_task` runs `task_id` and its descendants again, `restart` everything; `revision: latest` resumes
+    on the current revision. 410 when Temporal no longer keeps the run (restart still works), 409 when the
+    resuming revision lacks a task the run would keep.
+    """
+    body = body or RetryRequest()
     run = await retry_run(
         session=session, temporal=temporal, settings=settings, user=caller.user, execution_id=execution_id,
-        key=idempotency,
+        key=idempotency, mode=body.mode, task_id=body.task_id, latest=body.revision == "latest",
     )  # fmt: skip
     return _started(run)

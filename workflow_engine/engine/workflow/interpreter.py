@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
 
 # the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
 from .approvals import check, outcome, refusal
-from .steps import SECRETS, StepFailed, Steps
+from .steps import SECRETS, FanOutFailed, StepFailed, Steps, cancel_requested
 
 
 class _RunFailed(Exception):
@@ -51,12 +51,6 @@ class _RunFailed(Exception):
 
 def _more_than(approvals: list[dict[str, Any]], seen: int) -> bool:
     return len(approvals) > seen
-
-
-def _cancel_requested() -> bool:
-    """Whether the running task was asked to cancel (fail-fast cancels running siblings)."""
-    current = asyncio.current_task()
-    return current is not None and current.cancelling() > 0
 
 
 def _decision(payload: Any, via: str, verified: bool | None = False) -> ApprovalDecision:
@@ -289,16 +283,20 @@ class Interpreter:
                 await self.steps.sleep(task, self.context)
                 output, attempts = None, 0
             else:
-                output, attempts = await self.steps.execute(task, self.definition_or_fail(), self.context)
+                done = {int(index): output for index, output in (state.items or {}).items()}
+                output, attempts = await self.steps.execute(task, self.definition_or_fail(), self.context, done)
+                state.items = None
             state.attempts = attempts
             self.finish(task.id, TaskStatus.COMPLETED, output=output)
         except ExpressionError as exc:
             self.finish(task.id, TaskStatus.FAILED, error=f"ExpressionError: {exc}")
         except StepFailed as exc:
-            if _cancel_requested():  # a cancelled activity or child reports the cancellation as a failure
+            if cancel_requested():  # a cancelled activity or child reports the cancellation as a failure
                 self.finish(task.id, TaskStatus.CANCELLED)
                 raise asyncio.CancelledError from None
             state.attempts = exc.attempts or state.attempts
+            if isinstance(exc, FanOutFailed):  # what a resume keeps
+                state.items = {str(index): output for index, output in sorted(exc.completed.items())}
             self.finish(task.id, TaskStatus.FAILED, error=exc.message)
         except asyncio.CancelledError:
             self.finish(task.id, TaskStatus.CANCELLED)

@@ -13,7 +13,7 @@ from workflow_engine.dsl.expressions import iter_templates, root_names
 from workflow_engine.dsl.instants import parse_instant
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
 
-from ..types import ActivityResult, FanOutBatch, RunInput
+from ..types import FAN_OUT_FINISHES_PATCH, ActivityResult, FanOutBatch, RunInput
 from .options import LOCAL_ACTIVITY_TYPES, ActivityOptions, activity_options, activity_queue
 
 SECRETS = frozenset({"secrets"})
@@ -45,6 +45,47 @@ def _root_cause(exc: BaseException) -> tuple[str, int]:
     return (cause.message if isinstance(cause, ApplicationError) else str(cause)), attempt
 
 
+class FanOutFailed(StepFailed):
+    """A fan-out item failed: the first failure, and the outputs of the items that completed (by index)."""
+
+    def __init__(self, message: str, attempts: int, completed: dict[int, Any]) -> None:
+        super().__init__(message, attempts)
+        self.completed = completed
+
+
+class _NotStarted(Exception):
+    """An item a failed fan-out never started."""
+
+
+def _succeeded(future: asyncio.Task[tuple[Any, int]]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+async def _settle(futures: list[asyncio.Task[tuple[Any, int]]], failures: list[Exception]) -> None:
+    """Wait for every item; after the first failure items no longer start, and the running ones finish.
+
+    Runs from before FAN_OUT_FINISHES_PATCH (no failure noted in `failures`) raise the first failure at once instead,
+    and the caller cancels the other items, as it always did.
+    """
+    while True:
+        unfinished = [future for future in futures if not future.done()]
+        if unfinished:
+            await workflow.wait(unfinished, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+        if failed is not None and not failures:
+            error = failed.exception()
+            assert error is not None
+            raise error
+        if all(future.done() for future in futures):
+            return
+
+
+def cancel_requested() -> bool:
+    """Whether the running task or item was asked to cancel (its activity or child then fails with the cancellation)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 class Steps:
     """The steps of one run, which the interpreter calls with the context they read; task state stays with it."""
 
@@ -70,9 +111,10 @@ class Steps:
             await workflow.sleep(delay, summary=task.display_name)
 
     async def execute(
-        self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, context: dict[str, Any]
-    ) -> tuple[Any, int]:
-        """Run an activity or child workflow task, once or once per `for_each` item."""
+        self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, context: dict[str, Any],
+        done: dict[int, Any] | None = None,
+    ) -> tuple[Any, int]:  # fmt: skip
+        """Run an activity or child workflow task, once or once per `for_each` item (`done`: items kept)."""
         if task.for_each is None:
             return await self._one(task, definition, context, None)
         items = render(task.for_each, context)
@@ -80,30 +122,55 @@ class Steps:
             raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
         if len(items) > self.run_input.fan_out_batch:
             return await self._fan_out_in_children(task, items, context)
-        return await self.fan_out(task, definition, items, offset=0, context=context)
+        return await self.fan_out(task, definition, items, offset=0, context=context, done=done)
 
     async def fan_out(
         self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, items: list[Any], *, offset: int,
-        context: dict[str, Any],
+        context: dict[str, Any], done: dict[int, Any] | None = None,
     ) -> tuple[list[Any], int]:  # fmt: skip
-        """Run one step per item, at most `max_parallel` at once; outputs keep the item order."""
+        """Run one step per item, at most `max_parallel` at once; outputs keep the item order.
+
+        `done` holds outputs of items a resumed run keeps (by index): those items do not run again. When an item
+        fails, items not started yet never start, those running finish, and `FanOutFailed` carries the outputs
+        of every item that completed.
+        """
+        done = done or {}
         limit = asyncio.Semaphore(task.max_parallel) if task.max_parallel and task.max_parallel < len(items) else None
+        failures: list[Exception] = []  # the first item failure (in time), in runs with FAN_OUT_FINISHES_PATCH
+
+        async def run(index: int, item: Any) -> tuple[Any, int]:
+            try:
+                return await self._one(task, definition, {**context, "item": item, "index": index}, index)
+            except Exception as exc:
+                # noted before the item frees its `max_parallel` slot, so no waiting item starts after it
+                if not failures and not cancel_requested() and workflow.patched(FAN_OUT_FINISHES_PATCH):
+                    failures.append(exc)
+                raise
 
         async def one(index: int, item: Any) -> tuple[Any, int]:
-            scope = {**context, "item": item, "index": index}
+            if index in done:
+                return done[index], 0
             if limit is None:
-                return await self._one(task, definition, scope, index)
+                return await run(index, item)
             async with limit:
-                return await self._one(task, definition, scope, index)
+                if failures:
+                    raise _NotStarted
+                return await run(index, item)
 
         futures = [asyncio.create_task(one(offset + i, item)) for i, item in enumerate(items)]
         try:
-            results = await asyncio.gather(*futures)
+            await _settle(futures, failures)
         except BaseException:
             for future in futures:
                 future.cancel()
             await workflow.wait(futures)
             raise
+        if failures:
+            failure = failures[0]
+            completed = {offset + i: f.result()[0] for i, f in enumerate(futures) if _succeeded(f)}
+            message = failure.message if isinstance(failure, StepFailed) else f"ExpressionError: {failure}"
+            raise FanOutFailed(message, getattr(failure, "attempts", 0), completed)
+        results = [future.result() for future in futures]
         return [output for output, _ in results], max((attempts for _, attempts in results), default=0)
 
     async def _fan_out_in_children(
