@@ -9,13 +9,30 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
 
+from workflow_engine.cli_view import (
+    FanOut,
+    approvals_table,
+    exit_code,
+    fan_out_ids,
+    graph_view,
+    items_done,
+    runs_table,
+    status_lines,
+    watch_view,
+)
 from workflow_engine.dsl import DslError, parse_definition
+from workflow_engine.engine.types import RunStatus
 from workflow_engine.settings import get_settings
 
 if TYPE_CHECKING:
@@ -120,10 +137,11 @@ def prune_payloads(
     ] = "1d",
     dry_run: Annotated[bool, typer.Option(help="Report what would be deleted; delete nothing.")] = False,
 ) -> None:
-    """Delete large payloads stored by reference for runs Temporal no longer has (removed by retention)."""
+    """Delete large payloads stored by reference for runs Temporal no longer has, and task logs older than that."""
     from pydantic import TypeAdapter, ValidationError
 
     from workflow_engine.dsl.model import Duration
+    from workflow_engine.engine.activities.tasklogs import prune_task_logs
     from workflow_engine.engine.client.connection import connect
     from workflow_engine.errors import EngineError
     from workflow_engine.payloads import prune_payloads as prune
@@ -140,6 +158,7 @@ def prune_payloads(
         engine = create_engine(settings.database_url)
         try:
             report = await prune(await connect(settings), session_factory(engine), older_than=age, dry_run=dry_run)
+            lines = await prune_task_logs(session_factory(engine), older_than=age, dry_run=dry_run)
         finally:
             await engine.dispose()
         verb = "would delete" if dry_run else "deleted"
@@ -147,6 +166,7 @@ def prune_payloads(
             f"checked {report.runs_checked} run(s) with payloads older than {older_than}; "
             f"{len(report.runs_gone)} no longer in Temporal; {verb} {report.deleted} payload(s)"
         )
+        console.print(f"{verb} {lines} task log line(s) older than {older_than}")
 
     try:
         asyncio.run(_main())
@@ -236,15 +256,167 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def _polls(execution_id: str, workflow_id: str, interval: float) -> Iterator[tuple[Any, dict[str, FanOut]]]:
+    """Yield a run's detail and its fan-outs' progress every `interval` s, the last time once it has closed."""
+    workflow = _api("GET", f"/workflows/{workflow_id}")
+    fan_outs = fan_out_ids(workflow.get("source_yaml", ""))
+    progress = {task_id: FanOut() for task_id in fan_outs}
+    while True:
+        detail = _api("GET", f"/executions/{execution_id}")
+        if any(t["id"] in fan_outs and t["status"] == "running" for t in detail["tasks"]):
+            progress = items_done(_api("GET", f"/executions/{execution_id}/history")["events"], fan_outs)
+        yield detail, progress
+        if RunStatus(detail["status"]).closed:
+            return
+        time.sleep(interval)
+
+
+def _watch(execution_id: str, workflow_id: str, interval: float) -> Any:
+    """Show a run until it closes (a live table on a terminal, a line per task change otherwise); return its detail."""
+    view = Console(stderr=True)
+    if view.is_terminal:
+        detail: Any = None
+        with Live(console=view, refresh_per_second=8) as live:
+            for detail, progress in _polls(execution_id, workflow_id, interval):
+                live.update(watch_view(detail, progress))
+        return detail
+    seen: dict[str, str] = {}
+    view.print(f"run {execution_id} of {workflow_id}", highlight=False)
+    last: tuple[Any, dict[str, FanOut]] = ({}, {})
+    for last in _polls(execution_id, workflow_id, interval):
+        for line in status_lines(seen, last[0]):
+            view.print(line, soft_wrap=True, highlight=False, markup=False)
+        seen = {task["id"]: task["status"] for task in last[0]["tasks"]}
+    view.print(watch_view(*last))
+    return last[0]
+
+
 @app.command()
 def run(
     workflow_id: Annotated[str, typer.Argument(help="Registered workflow to start.")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Show the tasks live until the run ends; exit 0/1/2 by outcome.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between two looks at the run (--watch).", min=0.1)] = 0.5,
 ) -> None:
-    """Start a run through the API and print its execution id."""
+    """Start a run through the API and print its execution id (with --watch: follow it and print its output).
+
+    With --watch the exit code is 0 when the run completed, 1 when it failed (or an approval was rejected), 2 when
+    it was cancelled, terminated or timed out.
+    """
     parameters = dict(_parse_param(p) for p in param or [])
     answer = _api("POST", f"/executions/workflows/{workflow_id}/execute", {"parameters": parameters})
-    typer.echo(json.dumps(answer, indent=2))
+    if not watch:
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    try:
+        detail = _watch(answer["execution_id"], workflow_id, interval)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; the run goes on: `show {answer['execution_id']}`, `cancel` to stop it")
+        raise typer.Exit(130) from None
+    if detail.get("error"):
+        Console(stderr=True).print(f"[red]{detail['status']}: {escape(str(detail['error']))}[/]", soft_wrap=True)
+    typer.echo(json.dumps(detail.get("output"), indent=2))
+    raise typer.Exit(exit_code(detail["status"]))
+
+
+@app.command("list")
+def list_runs(
+    workflow_id: Annotated[str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")] = None,
+    status_: Annotated[
+        list[str] | None, typer.Option("--status", "-s", help="Only runs in this status (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs (newest first).", min=1, max=500)] = 20,
+) -> None:
+    """List recent runs, newest first: id, workflow, status, start and end."""
+    pairs = [("limit", str(limit)), *([("workflow_id", workflow_id)] if workflow_id else [])]
+    answer = _api("GET", f"/executions?{urlencode([*pairs, *(('status', s) for s in status_ or [])])}")
+    if not answer["items"]:
+        console.print("no runs")
+        return
+    console.print(runs_table(answer["items"]))
+
+
+@app.command()
+def show(execution_id: Annotated[str, typer.Argument(help="Execution to show.")]) -> None:
+    """Show a run readably: its status, a table of its tasks, and its output or error."""
+    detail = _api("GET", f"/executions/{execution_id}")
+    console.print(watch_view(detail))
+    if detail.get("error"):
+        console.print(f"[red]error: {escape(str(detail['error']))}[/]", soft_wrap=True)
+    if detail.get("output") is not None:
+        console.print("output:")
+        typer.echo(json.dumps(detail["output"], indent=2))
+
+
+def _log_line(item: Any) -> str:
+    return f"{item['logged_at']} {item['task_id']}#{item['attempt']} {item['stream']}: {item['line']}"
+
+
+def _follow_logs(path: str, filters: dict[str, Any]) -> None:
+    """Print log lines as the API streams them (SSE) until the run has closed; say how it ended."""
+    from workflow_engine.remote import ApiError, stream_events
+
+    try:
+        for event, data in stream_events(get_settings(), f"{path}?{urlencode({**filters, 'follow': 'true'})}"):
+            if event == "end":
+                Console(stderr=True).print(f"run {data.get('status')}", highlight=False)
+            else:
+                typer.echo(_log_line(data))
+    except ApiError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def logs(
+    execution_id: Annotated[str, typer.Argument(help="The run whose task logs to print.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")] = False,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task's lines.")] = None,
+    attempt: Annotated[int | None, typer.Option(help="Only this attempt's lines.", min=1)] = None,
+) -> None:
+    """Print a run's task logs (stdout, stderr, logging, errors), oldest first; -f follows them live."""
+    filters = {key: value for key, value in {"task_id": task, "attempt": attempt}.items() if value is not None}
+    path = f"/executions/{execution_id}/logs"
+    if follow:
+        _follow_logs(path, filters)
+        return
+    after = 0
+    while True:
+        answer = _api("GET", f"{path}?{urlencode({**filters, 'after': after})}")
+        for item in answer["items"]:
+            typer.echo(_log_line(item))
+        if answer.get("next_after") is None:
+            return
+        after = answer["next_after"]
+
+
+@app.command()
+def cancel(
+    execution_id: Annotated[str, typer.Argument(help="The running execution to cancel.")],
+    reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why (kept in the run's history).")] = None,
+) -> None:
+    """Ask a running run to cancel: running tasks are cancelled and its cleanup runs."""
+    answer = _api("POST", f"/executions/{execution_id}/cancel", {"reason": reason})
+    console.print(f"{answer['execution_id']}: {answer['detail']}")
+
+
+@app.command()
+def approvals() -> None:
+    """List every approval waiting for a decision, with the command that decides it."""
+    answer = _api("GET", "/approvals")
+    if not answer["items"]:
+        console.print("no approvals waiting")
+        return
+    console.print(approvals_table(answer["items"]))
+
+
+@app.command()
+def graph(workflow_id: Annotated[str, typer.Argument(help="Registered workflow to draw.")]) -> None:
+    """Draw a workflow's task DAG in the terminal: one level per line group, arrows from each task's parents."""
+    workflow = _api("GET", f"/workflows/{workflow_id}")
+    console.print(graph_view(workflow, fan_out_ids(workflow.get("source_yaml", ""))))
 
 
 @app.command()

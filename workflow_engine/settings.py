@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     output_inline_limit_bytes: int = Field(
         256 * 1024, ge=0, description="Payloads (e.g. task outputs) over this size are stored in the database."
     )
+    task_log_max_bytes: int = Field(
+        1024 * 1024, ge=0, description="Log bytes kept per task attempt; past this a truncation marker ends its log."
+    )
     plugins: str = Field("", description="Comma-separated modules whose @plugin activities are registered.")
     python_modules: str = Field(
         "",
@@ -78,6 +81,13 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = Field(
         500, ge=0, description="Workflows a worker keeps in memory; others (e.g. paused runs) are replayed on demand."
     )
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port a worker serves its Prometheus metrics (`wfe_*`) on; 0 = not served."
+    )
+    worker_sdk_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port a worker serves the Temporal SDK's metrics (`temporal_*`) on; 0 = off."
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Address both worker metrics ports bind to.")
     api_url: str | None = Field(None, description="API base URL the CLI talks to (default: from API_HOST/API_PORT).")
     api_token: str | None = Field(None, description="Bearer token the CLI sends to the API.")
     approval_signing_key: str | None = Field(
@@ -108,6 +118,12 @@ class Settings(BaseSettings):
     )
     api_docs_enabled: bool = Field(
         True, description="Serve `/docs`, `/redoc` and `/openapi.json` (open without a token, like `/health`)."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP base URL traces are sent to (e.g. http://collector:4318); unset = no tracing."
+    )
+    otel_service_name: str = Field(
+        "workflow-engine", description="Traces name their service `<this>-api` or `<this>-worker` after the process."
     )
 
     @field_validator("worker_activity_concurrency")

@@ -8,7 +8,7 @@ import logging
 import pkgutil
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -20,16 +20,23 @@ from workflow_engine.audit import AuditActivities
 from workflow_engine.engine.activities.builtin import BuiltinActivities
 from workflow_engine.engine.activities.calls import FunctionRunner
 from workflow_engine.engine.activities.http import HttpActivities
+from workflow_engine.engine.activities.metrics import TaskMetricsInterceptor
 from workflow_engine.engine.activities.modules import configured_modules
 from workflow_engine.engine.activities.secrets import SecretsInterceptor
 from workflow_engine.engine.activities.shell import ShellActivities
-from workflow_engine.engine.client.connection import connect, ensure_search_attributes
+from workflow_engine.engine.activities.tasklogs import TaskLogInterceptor, TaskLogWriter
+from workflow_engine.engine.client.connection import connect, ensure_search_attributes, with_interceptors
 from workflow_engine.engine.signing import ApprovalVerifier
 from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.engine.workflow.options import activity_queue
+from workflow_engine.metrics import sdk_runtime, serve_worker_metrics
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import as_activity, discover
 from workflow_engine.settings import Settings
+from workflow_engine.tracing import temporal_interceptors, tracer_provider
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +111,9 @@ def user_function_threads(settings: Settings, kinds: Sequence[str]) -> int:
     return default + sum(limits.get(kind, default) for kind in kinds)
 
 
-def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> EngineWorker:
+def build_worker(
+    client: Client, settings: Settings, *, task_queue: str | None = None, tracing: TracerProvider | None = None
+) -> EngineWorker:
     """Return a worker for the interpreter workflow and every activity, with one worker per remote activity kind.
 
     The main worker polls `task_queue` (default TEMPORAL_TASK_QUEUE) for workflow tasks, local activities
@@ -113,7 +122,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     `http_request`, `shell`, every plugin) also has a worker on `<queue>/<kind>`, with the kind's limit from
     WORKER_ACTIVITY_CONCURRENCY; runs started while that setting named the kind send its activities there.
     Every kind is polled, so a run routed by an API with other limits still runs. The client stores payloads
-    over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`).
+    over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`). With tracing on (OTEL_*, or `tracing`), every
+    worker traces its workflow and activity tasks in the trace of the request that started the run (`tracing.py`).
 
     Raises:
         WorkerConfigError: WORKER_ACTIVITY_CONCURRENCY names an activity type no worker has.
@@ -121,6 +131,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     """
     queue = task_queue or settings.temporal_task_queue
     audit, payloads = AuditActivities(settings), DatabasePayloadStore(settings.database_url)
+    task_logs = TaskLogWriter(settings.database_url)
     plugins = discover(settings)
     runner = FunctionRunner(user_function_threads(settings, ("python", *(item.name for item in plugins))))
     builtin = BuiltinActivities(settings.workflows_dir, runner=runner, python_modules=configured_modules(settings))
@@ -137,8 +148,10 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             f"WORKER_ACTIVITY_CONCURRENCY names {', '.join(map(repr, unknown))}, which is not a remote activity type "
             f"(known: {', '.join(remote)})"
         )
-    client = with_payload_store(client, settings, payloads)
-    interceptors = [SecretsInterceptor(settings)]
+    tracing = tracing or tracer_provider(settings, "worker")
+    client = with_interceptors(with_payload_store(client, settings, payloads), temporal_interceptors(tracing))
+    logs = TaskLogInterceptor(task_logs, settings.task_log_max_bytes)  # before secrets: it masks their values
+    interceptors = [TaskMetricsInterceptor(), logs, SecretsInterceptor(settings)]  # first = outermost: times it all
     kind_workers = [
         Worker(
             client,
@@ -162,13 +175,13 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         interceptors=interceptors,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         kind_workers=kind_workers,
-        closers=(audit.close, payloads.close, runner.close),
+        closers=(audit.close, payloads.close, runner.close, task_logs.close),
     )
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Connect to Temporal and poll until cancelled or `stop` is set."""
-    client = await connect(settings)
+    """Connect to Temporal and poll until cancelled or `stop` is set, serving metrics when their ports are set."""
+    client = await connect(settings, runtime=sdk_runtime(settings))
     try:
         await ensure_search_attributes(client, settings.temporal_namespace)
     except RPCError as exc:  # e.g. Temporal Cloud, where an operator registers them
@@ -178,7 +191,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         "worker polling %s (and %s/<kind> for %s) on %s", settings.temporal_task_queue, settings.temporal_task_queue,
         ", ".join(w.task_queue.rsplit("/", 1)[1] for w in worker.kind_workers), settings.temporal_address,
     )  # fmt: skip
-    async with worker:
+    async with serve_worker_metrics(settings), worker:
         await (stop or asyncio.Event()).wait()
 
 

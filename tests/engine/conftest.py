@@ -72,6 +72,7 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
         *,
         fan_out_batch: int | None = None,
         settings_update: dict[str, Any] | None = None,
+        on_start: Callable[[WorkflowHandle[Any, Any]], object] | None = None,
     ) -> Outcome:
         definition = parse_definition(text, file="test.yaml")
         execution_id = f"{definition.name}-{uuid.uuid4().hex}"
@@ -96,7 +97,10 @@ async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
                 ),
                 execution_timeout=definition.timeout,
             )
-            return await Outcome.of(reader, reader.get_workflow_handle(execution_id))
+            handle = reader.get_workflow_handle(execution_id)
+            if on_start is not None:  # e.g. to query the run while it goes
+                on_start(handle)
+            return await Outcome.of(reader, handle)
 
     async with build_worker(client, settings):
         yield run

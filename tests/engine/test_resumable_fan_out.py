@@ -5,6 +5,7 @@ Each item appends `start <index>` and `end <index>` to a log file, so the tests 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from tests.polling import eventually
 from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.engine.client.executions import start_execution
 from workflow_engine.engine.types import RunInput, TaskState, TaskStatus
@@ -174,6 +176,7 @@ async def test_a_fan_out_without_failures_is_unchanged(run_yaml: Runner, log: Pa
     assert _indexes(log, "start") == list(range(6))
     # an ordinary task's state has neither of the resume keys, and the run records no fan-out patch marker
     assert "items" not in fan and "reused_from" not in fan
+    assert (fan["items_total"], fan["items_done"]) == (6, 6)  # what `run --watch` draws its progress bar from
     history = await outcome.handle.fetch_history()
     assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
 
@@ -186,3 +189,22 @@ def test_the_status_shape_of_an_ordinary_task_has_no_resume_keys() -> None:
     assert reused["reused_from"] == "run-1" and reused["items"] == {"0": 1}
     assert TaskState.from_json(reused) == TaskState(id="t", name="t", type="activity", reused_from="run-1",
                                                     items={"0": 1})  # fmt: skip
+
+
+async def test_a_running_fan_out_reports_how_many_items_ended(run_yaml: Runner, log: Path) -> None:
+    plan = [{"delay": 0.1 if i < 2 else 3.0, "fail": ""} for i in range(4)]
+    handle_box: list[Any] = []
+
+    async def watch() -> tuple[int, int]:
+        await eventually(lambda: handle_box, within=20, what="the run starting")
+        state = await eventually(
+            lambda: handle_box[0].query("status"), within=20, what="two of four items ended",
+            until=lambda s: next(t for t in s["tasks"] if t["id"] == "fan").get("items_done") == 2,
+        )  # fmt: skip
+        fan = next(t for t in state["tasks"] if t["id"] == "fan")
+        return fan["items_done"], fan["items_total"]
+
+    watcher = asyncio.create_task(watch())
+    outcome = await run_yaml(FAN, {"log": str(log), "plan": plan}, on_start=handle_box.append)
+    assert await watcher == (2, 4)
+    assert (outcome.task("fan")["items_done"], outcome.task("fan")["items_total"]) == (4, 4)

@@ -7,29 +7,40 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
 from workflow_engine.engine.activities.modules import allowed_modules
-from workflow_engine.engine.client.connection import TemporalConnection
+from workflow_engine.engine.client.connection import TemporalConnection, with_interceptors
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
 from workflow_engine.plugins import activity_types
 from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
+from workflow_engine.tracing import instrument_app, temporal_interceptors, tracer_provider
 
 from .errors import PROBLEM_RESPONSES, install_error_handlers
 from .limits import RequestLimits
+from .metrics import RequestMetrics
 from .registration import directory_snapshot, register_directory, watch_directory
 from .routes import approvals, executions, health, schedules, workflows
+from .routes.metrics import router as metrics_router
 from .schedules import ScheduleSyncer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
-    """Build the API; at start it registers every YAML file in the workflows directory."""
+def create_app(
+    settings: Settings | None = None, *, temporal_client: Client | None = None, tracing: TracerProvider | None = None
+) -> FastAPI:
+    """Build the API; at start it registers every YAML file in the workflows directory; `tracing` overrides OTEL_*."""
     settings = settings or get_settings()
+    tracing = tracing or tracer_provider(settings, "api")
+    interceptors = temporal_interceptors(tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,7 +50,9 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         # the API resolves outputs stored by reference (OUTPUT_INLINE_LIMIT_BYTES) with the workers' driver
         payloads = DatabasePayloadStore(settings.database_url)
         app.state.temporal = TemporalConnection(
-            settings, temporal_client, prepare=lambda client: with_payload_store(client, settings, payloads)
+            settings,
+            temporal_client,
+            prepare=lambda client: with_interceptors(with_payload_store(client, settings, payloads), interceptors),
         )
         snapshot = await asyncio.to_thread(directory_snapshot, settings.workflows_dir)
         app.state.activity_types = activity_types(settings)
@@ -88,6 +101,9 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.add_middleware(
         RequestLimits, max_body_bytes=settings.api_max_body_bytes, max_json_depth=settings.api_max_json_depth
     )
+    app.add_middleware(RequestMetrics)  # outside the limits: refused bodies (413) are counted too
     for router in (health.router, workflows.router, executions.router, approvals.router, schedules.router):
         app.include_router(router, responses=PROBLEM_RESPONSES)
+    app.include_router(metrics_router, responses=PROBLEM_RESPONSES)
+    instrument_app(app, tracing)
     return app

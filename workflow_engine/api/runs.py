@@ -36,6 +36,7 @@ from workflow_engine.engine.client.executions import (
 from workflow_engine.engine.client.resume import RetryMode, final_states, plan_resume
 from workflow_engine.engine.types import ChildDefinition, RunInput, RunStatus, TaskStatus
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
+from workflow_engine.metrics import RUNS_STARTED
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Execution, Revision, repository
 
@@ -212,6 +213,7 @@ async def start_run(
         if key is not None and (found := await _existing(session, temporal, key, workflow_id, retry_of)) is not None:
             return found
         raise ConflictError(f"execution id {execution_id!r} is being started by another request")
+    RUNS_STARTED.labels(workflow_id).inc()
     await _index(session, execution_id, index, params)
     return StartedRun(execution_id, workflow_id, pinned.number, RunStatus.RUNNING, created=True, retry_of=retry_of)
 

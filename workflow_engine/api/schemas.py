@@ -150,6 +150,8 @@ class TaskState(BaseModel):
     reused_from: str | None = Field(
         None, description="A resumed run's task kept from this execution (it did not run again in this one)."
     )
+    items_total: int | None = Field(None, description="A `for_each` task's number of items (once it has started).")
+    items_done: int | None = Field(None, description="How many of its items have ended so far.")
 
 
 class ApprovalRequest(BaseModel):
@@ -288,6 +290,25 @@ class ExecutionHistory(BaseModel):
 
     execution_id: str
     events: list[HistoryEntry]
+
+
+class TaskLogEntry(BaseModel):
+    """One line a task attempt printed, logged or failed with (secrets masked)."""
+
+    id: int = Field(description="Cursor: pass it as `after` to read the lines that follow.")
+    task_id: str
+    attempt: int
+    stream: str = Field(description="`stdout`, `stderr`, `log`, `http`, `error` or `marker` (log truncated).")
+    line: str
+    logged_at: datetime
+
+
+class TaskLogPage(BaseModel):
+    """A page of a run's task logs, oldest first."""
+
+    execution_id: str
+    items: list[TaskLogEntry]
+    next_after: int | None = Field(None, description="The `after` of the next page; null when this one was short.")
 
 
 class StopRequest(BaseModel):

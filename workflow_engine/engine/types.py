@@ -96,6 +96,9 @@ class TaskState:
     reused_from: str | None = None
     # a `for_each` task that failed part-way: the outputs of the items that completed, by index ("0", "1", ...)
     items: dict[str, Any] | None = None
+    # a `for_each` task run in this workflow (not in batch children): how many items it has, and how many ended
+    items_total: int | None = None
+    items_done: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The task as the `status` query reports it: the approval keys only once an approval task has waited."""
@@ -111,6 +114,8 @@ class TaskState:
             data["reused_from"] = self.reused_from
         if self.items is not None:
             data["items"] = self.items
+        if self.items_total is not None:
+            data.update(items_total=self.items_total, items_done=self.items_done)
         return data
 
     @classmethod

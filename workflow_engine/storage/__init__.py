@@ -3,7 +3,7 @@
 from . import repository
 from .db import create_engine, session_factory
 from .migrate import upgrade_database
-from .models import ApprovalRecord, Base, Definition, Execution, Revision, StoredPayload
+from .models import ApprovalRecord, Base, Definition, Execution, Revision, StoredPayload, TaskLogLine
 
 __all__ = [
     "ApprovalRecord",
@@ -12,6 +12,7 @@ __all__ = [
     "Execution",
     "Revision",
     "StoredPayload",
+    "TaskLogLine",
     "create_engine",
     "repository",
     "session_factory",

@@ -1,11 +1,23 @@
-"""SQLAlchemy models of the registry: definitions, revisions, the execution index, audit, large payloads."""
+"""SQLAlchemy models of the registry: definitions, revisions, the execution index, audit, large payloads, task logs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -101,3 +113,18 @@ class StoredPayload(Base):
     size: Mapped[int] = mapped_column(Integer)
     workflow_id: Mapped[str | None] = mapped_column(String(255), index=True)  # the run it was stored for
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class TaskLogLine(Base):
+    """One line a task attempt printed, logged or ran into (its error), in the order the worker captured them."""
+
+    __tablename__ = "task_log"
+    __table_args__ = (Index("ix_task_log_execution_id_id", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(String(255))  # the top-level run (a batch child's lines included)
+    task_id: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[str] = mapped_column(String(16))  # stdout, stderr, log, http, error, marker
+    line: Mapped[str] = mapped_column(Text)
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

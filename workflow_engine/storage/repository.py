@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import ApprovalRecord, Definition, Execution, Revision, StoredPayload, utcnow
+from .models import ApprovalRecord, Definition, Execution, Revision, StoredPayload, TaskLogLine, utcnow
 
 
 async def get_definition(*, session: AsyncSession, workflow_id: str) -> Definition | None:
@@ -230,4 +230,34 @@ async def delete_payloads(*, session: AsyncSession, owners: list[str | None], cr
     if None in owners:
         condition = or_(condition, StoredPayload.workflow_id.is_(None))
     result = await session.execute(delete(StoredPayload).where(StoredPayload.created_at < created_before, condition))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def add_task_log_lines(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert task log lines (dicts of `TaskLogLine` columns) in one statement."""
+    if rows:
+        await session.execute(insert(TaskLogLine), rows)
+
+
+async def list_task_log_lines(
+    *,
+    session: AsyncSession,
+    execution_id: str,
+    task_id: str | None = None,
+    attempt: int | None = None,
+    after: int = 0,
+    limit: int = 1000,
+) -> list[TaskLogLine]:
+    """Return a run's log lines with an id over `after`, oldest first, optionally of one task (and attempt)."""
+    query = select(TaskLogLine).where(TaskLogLine.execution_id == execution_id, TaskLogLine.id > after)
+    if task_id is not None:
+        query = query.where(TaskLogLine.task_id == task_id)
+    if attempt is not None:
+        query = query.where(TaskLogLine.attempt == attempt)
+    return list(await session.scalars(query.order_by(TaskLogLine.id).limit(limit)))
+
+
+async def delete_task_log_lines(*, session: AsyncSession, logged_before: datetime) -> int:
+    """Delete log lines captured before a moment; return how many."""
+    result = await session.execute(delete(TaskLogLine).where(TaskLogLine.logged_at < logged_before))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

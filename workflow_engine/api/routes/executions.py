@@ -1,4 +1,4 @@
-"""Execution routes: start, list, show, explain (history), cancel, terminate and retry runs."""
+"""Execution routes: start, list, show, explain (history), read task logs, cancel, terminate and retry runs."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, BeforeValidator
 
 from workflow_engine.api.auth import Operator, Viewer
-from workflow_engine.api.deps import SessionDep, SettingsDep, TemporalDep
+from workflow_engine.api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
+from workflow_engine.api.logs import LogQuery, check_run, follow, log_page
 from workflow_engine.api.runs import StartedRun, execution_detail, idempotency_key, retry_run, start_run
 from workflow_engine.api.schemas import (
     EXECUTION_KEY_MAX,
@@ -27,6 +28,7 @@ from workflow_engine.api.schemas import (
     RetryResponse,
     StopRequest,
     StopResponse,
+    TaskLogPage,
 )
 from workflow_engine.dsl.instants import parse_instant
 from workflow_engine.dsl.model import NAME_PATTERN
@@ -166,6 +168,35 @@ async def history(
     """Show the run's Temporal history as a readable timeline (no payloads)."""
     events = await execution_history(temporal, execution_id, workflow_tasks=workflow_tasks)
     return ExecutionHistory(execution_id=execution_id, events=[HistoryEntry.model_validate(e) for e in events])
+
+
+@router.get(
+    "/{execution_id}/logs",
+    response_model=TaskLogPage,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "With `follow=true`, Server-Sent Events."},
+               **_ERRORS},
+)  # fmt: skip
+async def logs(
+    execution_id: str,
+    session: SessionDep,
+    sessions: SessionsDep,
+    temporal: TemporalDep,
+    _caller: Viewer,
+    task_id: Annotated[str | None, Query(max_length=255, description="Only this task's lines.")] = None,
+    attempt: Annotated[int | None, Query(ge=1, description="Only this attempt's lines.")] = None,
+    after: Annotated[int, Query(ge=0, description="Only lines after this id (a previous line's `id`).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    follow_: Annotated[
+        bool, Query(alias="follow", description="Stream lines as Server-Sent Events until the run closes.")
+    ] = False,
+) -> TaskLogPage | StreamingResponse:
+    """Show what the run's task attempts printed, logged and failed with (secrets masked), oldest first."""
+    query = LogQuery(execution_id=execution_id, task_id=task_id, attempt=attempt, after=after, limit=limit)
+    if not follow_:
+        return await log_page(session=session, temporal=temporal, query=query)
+    await check_run(session=session, temporal=temporal, execution_id=execution_id)
+    stream = follow(sessions=sessions, temporal=temporal, query=query)
+    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.post("/{execution_id}/cancel", status_code=202, response_model=StopResponse, responses=_ERRORS)

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ..types import ActivityInput, ActivityResult
+from . import tasklogs
 from .calls import FunctionRunner
 from .modules import FunctionNotFound, FunctionRefused, resolve_function
 
@@ -52,6 +53,7 @@ class BuiltinActivities:
             raise _fail(f"config.level must be one of {', '.join(_LEVELS)}", "ConfigError", non_retryable=True)
         text = message if isinstance(message, str) else json.dumps(message, default=str)
         logger.log(_LEVELS[level], "[%s/%s] %s", activity.info().workflow_id, task.task_id, text)
+        tasklogs.line("log", f"{level.upper()} {text}")
         return ActivityResult(output=text, attempt=activity.info().attempt)
 
     @activity.defn(name="python")

@@ -283,6 +283,8 @@ def infrastructure_of(settings: Settings) -> Infrastructure:
         Endpoint("localhost", settings.temporal_ui_port, "the Temporal UI"),
         Endpoint(settings.api_host, settings.api_port, "the workflow-engine API"),
     ]
+    endpoints += [Endpoint(settings.worker_metrics_host, port, "a worker's metrics endpoint")
+                  for port in (settings.worker_metrics_port, settings.worker_sdk_metrics_port) if port]  # fmt: skip
     database = make_url(settings.database_url)
     if database.host:
         default = {"postgresql": 5432, "mysql": 3306}.get(database.get_backend_name(), 5432)

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from ...settings import Settings
 from ..types import ActivityInput, ActivityResult
+from . import tasklogs
 from .configs import HTTP_DEFAULT_TIMEOUT, ConfigProblem, HttpRequestSpec
 from .egress import EgressDenied, EgressPolicy, HostResolutionError, IPAddress, infrastructure_of
 from .heartbeat import heartbeating
@@ -93,7 +94,10 @@ class HttpActivities:
                 async with httpx.AsyncClient(
                     follow_redirects=False, trust_env=False, timeout=httpx.Timeout(config.timeout)
                 ) as client:
+                    started = asyncio.get_running_loop().time()
                     response = await self._exchange(client, config)
+                    elapsed = asyncio.get_running_loop().time() - started
+                    tasklogs.line("http", f"{where} -> {response.status_code} in {elapsed * 1000:.0f} ms")
                     try:
                         return await self._result(config, response, where)
                     finally:

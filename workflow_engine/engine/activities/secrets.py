@@ -20,8 +20,9 @@ from workflow_engine.dsl.expressions import iter_templates
 from workflow_engine.settings import Settings
 
 from ..types import ActivityInput, ActivityResult
+from . import tasklogs
 
-MASK = "***"
+MASK = tasklogs.MASK
 _SECRET_NAME = re.compile(r"\bsecrets\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -84,6 +85,7 @@ class _Inbound(ActivityInboundInterceptor):
                 )
             values[name] = value
         hidden = sorted((v for v in values.values() if v), key=len, reverse=True)
+        tasklogs.hide(hidden)
         try:
             config = render(arg.config, {"secrets": values})
         except ExpressionError as exc:

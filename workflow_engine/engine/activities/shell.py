@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import math
 import os
@@ -16,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from ...settings import Settings
 from ..types import ActivityInput, ActivityResult
+from . import tasklogs
 from .configs import ConfigProblem, ShellSpec
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
@@ -55,10 +57,15 @@ class ShellConfig:
 
 
 class _Capture:
-    """Reads one pipe to EOF, keeping the first `limit` bytes and the last few KiB, so the child never blocks."""
+    """Reads one pipe to EOF, keeping the first `limit` bytes and the last few KiB, so the child never blocks.
 
-    def __init__(self, limit: int) -> None:
+    Every line also goes to the task attempt's log (`tasklogs.py`) as it comes, on the stream `name`.
+    """
+
+    def __init__(self, limit: int, name: str = "stdout") -> None:
         self.limit = limit
+        self.name = name
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.head = bytearray()
         self.tail = bytearray()
         self.size = 0
@@ -71,6 +78,8 @@ class _Capture:
             if len(self.head) < self.limit:
                 self.head += chunk[: self.limit - len(self.head)]
             self.tail = (self.tail + chunk)[-4 * TAIL_CHARS :]
+            tasklogs.write(self.name, self._decoder.decode(chunk))
+        tasklogs.write(self.name, self._decoder.decode(b"", final=True))
 
     @property
     def truncated(self) -> bool:
@@ -197,7 +206,7 @@ class ShellActivities:
             raise _fail(f"cannot run {program}: {exc}", "ShellSpawnError", non_retryable=True) from None
         except OSError as exc:
             raise _fail(f"cannot run {program}: {exc}", "ShellSpawnError") from None
-        stdout, stderr = _Capture(config.max_output_bytes), _Capture(config.max_output_bytes)
+        stdout, stderr = _Capture(config.max_output_bytes, "stdout"), _Capture(config.max_output_bytes, "stderr")
         readers = [
             asyncio.create_task(stdout.consume(process.stdout)),
             asyncio.create_task(stderr.consume(process.stderr)),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
+from temporalio.runtime import Runtime
 
 from workflow_engine.errors import UnavailableError
 from workflow_engine.settings import Settings
@@ -14,17 +15,27 @@ from ..types import SEARCH_ATTRIBUTES
 from .errors import RPC_TIMEOUT
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect to the Temporal frontend named by the settings."""
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect to the Temporal frontend named by the settings (on `runtime`, e.g. one exporting SDK metrics)."""
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
             tls=settings.temporal_tls,
             api_key=settings.temporal_api_key,
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise UnavailableError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+
+
+def with_interceptors(client: Client, interceptors: Sequence[Interceptor]) -> Client:
+    """Return a client on the same connection with `interceptors` added (workers built on it run them too)."""
+    if not interceptors:
+        return client
+    config = client.config()
+    config["interceptors"] = [*config["interceptors"], *interceptors]
+    return Client(**config)
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:

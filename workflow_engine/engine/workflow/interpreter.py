@@ -77,6 +77,11 @@ def _signed(payload: Any) -> bool:
     return isinstance(payload, dict) and "signature" in payload
 
 
+def _count_items(state: TaskState, done: int, total: int) -> None:
+    """Keep a fan-out's item counts in its state (the status query shows them; no command depends on them)."""
+    state.items_done, state.items_total = done, total
+
+
 @workflow.defn(dynamic=True)
 class Interpreter:
     """Runs the tasks of the pinned definition and answers `status`, `approval` and `approve`."""
@@ -284,7 +289,9 @@ class Interpreter:
                 output, attempts = None, 0
             else:
                 done = {int(index): output for index, output in (state.items or {}).items()}
-                output, attempts = await self.steps.execute(task, self.definition_or_fail(), self.context, done)
+                output, attempts = await self.steps.execute(
+                    task, self.definition_or_fail(), self.context, done, partial(_count_items, state)
+                )
                 state.items = None
             state.attempts = attempts
             self.finish(task.id, TaskStatus.COMPLETED, output=output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -43,6 +44,10 @@ def _root_cause(exc: BaseException) -> tuple[str, int]:
     if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
         attempt = int(cause.details[0].get("attempt", 0))
     return (cause.message if isinstance(cause, ApplicationError) else str(cause)), attempt
+
+
+# Told (items ended, items in all) as a fan-out's items end.
+Progress = Callable[[int, int], None]
 
 
 class FanOutFailed(StepFailed):
@@ -112,9 +117,12 @@ class Steps:
 
     async def execute(
         self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, context: dict[str, Any],
-        done: dict[int, Any] | None = None,
+        done: dict[int, Any] | None = None, progress: Progress | None = None,
     ) -> tuple[Any, int]:  # fmt: skip
-        """Run an activity or child workflow task, once or once per `for_each` item (`done`: items kept)."""
+        """Run an activity or child workflow task, once or once per `for_each` item (`done`: items kept).
+
+        `progress(done, total)` is told how many items of an in-workflow fan-out have ended, as they end.
+        """
         if task.for_each is None:
             return await self._one(task, definition, context, None)
         items = render(task.for_each, context)
@@ -122,11 +130,11 @@ class Steps:
             raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
         if len(items) > self.run_input.fan_out_batch:
             return await self._fan_out_in_children(task, items, context)
-        return await self.fan_out(task, definition, items, offset=0, context=context, done=done)
+        return await self.fan_out(task, definition, items, offset=0, context=context, done=done, progress=progress)
 
     async def fan_out(
         self, task: ActivityTask | WorkflowTask, definition: WorkflowDefinition, items: list[Any], *, offset: int,
-        context: dict[str, Any], done: dict[int, Any] | None = None,
+        context: dict[str, Any], done: dict[int, Any] | None = None, progress: Progress | None = None,
     ) -> tuple[list[Any], int]:  # fmt: skip
         """Run one step per item, at most `max_parallel` at once; outputs keep the item order.
 
@@ -158,6 +166,16 @@ class Steps:
                 return await run(index, item)
 
         futures = [asyncio.create_task(one(offset + i, item)) for i, item in enumerate(items)]
+        if progress is not None:  # state only, for the status query: no command depends on it
+            ended = [0]
+
+            def tally(_: asyncio.Task[tuple[Any, int]]) -> None:
+                ended[0] += 1
+                progress(ended[0], len(futures))
+
+            progress(0, len(futures))
+            for future in futures:
+                future.add_done_callback(tally)
         try:
             await _settle(futures, failures)
         except BaseException:
