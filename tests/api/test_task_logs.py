@@ -99,6 +99,14 @@ async def test_an_unknown_run_is_a_404_problem(api: httpx.AsyncClient) -> None:
         assert answer.headers["content-type"].startswith("application/problem+json")
 
 
+async def test_cursors_past_the_database_integers_are_a_422_not_a_500(api: httpx.AsyncClient) -> None:
+    for params in ({"after": str(2**63)}, {"attempt": str(2**31)}, {"after": "99999999999999999999999"}):
+        answer = await api.get(f"/executions/nobody-{uuid.uuid4().hex}/logs", params=params)
+        assert answer.status_code == 422, (params, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    assert (await api.get("/executions/x/logs", params={"after": str(2**63 - 1)})).status_code in (200, 404)
+
+
 def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
     """Parse complete SSE events (`event:` and `data:` fields) of a stream's text."""
     events = []

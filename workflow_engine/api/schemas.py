@@ -215,6 +215,8 @@ class Problem(BaseModel):
 # It starts with a letter or digit so that `.` and `..` (which clients fold in URLs) are never ids.
 # Numbers that reach the database (revisions, offsets) stay within every backend's INTEGER: a larger one is a 422.
 DB_INT_MAX = 2**31 - 1
+# Task log line ids are 64-bit (SQLite's INTEGER too): a larger cursor is refused with a 422, never a 500.
+LOG_ID_MAX = 2**63 - 1
 EXECUTION_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 EXECUTION_KEY_MAX = 200
 

@@ -15,8 +15,10 @@ from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.logs import LogQuery, check_run, follow, log_page
 from workflow_engine.api.runs import StartedRun, execution_detail, idempotency_key, retry_run, start_run
 from workflow_engine.api.schemas import (
+    DB_INT_MAX,
     EXECUTION_KEY_MAX,
     EXECUTION_KEY_PATTERN,
+    LOG_ID_MAX,
     ExecuteResponse,
     ExecuteRunRequest,
     ExecutionDetail,
@@ -183,8 +185,10 @@ async def logs(
     temporal: TemporalDep,
     _caller: Viewer,
     task_id: Annotated[str | None, Query(max_length=255, description="Only this task's lines.")] = None,
-    attempt: Annotated[int | None, Query(ge=1, description="Only this attempt's lines.")] = None,
-    after: Annotated[int, Query(ge=0, description="Only lines after this id (a previous line's `id`).")] = 0,
+    attempt: Annotated[int | None, Query(ge=1, le=DB_INT_MAX, description="Only this attempt's lines.")] = None,
+    after: Annotated[
+        int, Query(ge=0, le=LOG_ID_MAX, description="Only lines after this id (a previous line's `id`).")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     follow_: Annotated[
         bool, Query(alias="follow", description="Stream lines as Server-Sent Events until the run closes.")
