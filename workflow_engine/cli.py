@@ -263,7 +263,9 @@ def _polls(execution_id: str, workflow_id: str, interval: float) -> Iterator[tup
     progress = {task_id: FanOut() for task_id in fan_outs}
     while True:
         detail = _api("GET", f"/executions/{execution_id}")
-        if any(t["id"] in fan_outs and t["status"] == "running" for t in detail["tasks"]):
+        # a fan-out run in the workflow counts its items in its state; only batched ones need the history read
+        if any(t["id"] in fan_outs and t["status"] == "running" and t.get("items_total") is None
+               for t in detail["tasks"]):  # fmt: skip
             progress = items_done(_api("GET", f"/executions/{execution_id}/history")["events"], fan_outs)
         yield detail, progress
         if RunStatus(detail["status"]).closed:
