@@ -20,6 +20,7 @@ from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 from workflow_engine.tracing import instrument_app, temporal_interceptors, tracer_provider
 
+from .definitions import DefinitionCache
 from .errors import PROBLEM_RESPONSES, install_error_handlers
 from .limits import RequestLimits
 from .metrics import RequestMetrics
@@ -47,6 +48,7 @@ def create_app(
         engine = create_engine(settings.database_url)
         app.state.settings = settings
         app.state.sessions = session_factory(engine)
+        app.state.definitions = DefinitionCache()
         # the API resolves outputs stored by reference (OUTPUT_INLINE_LIMIT_BYTES) with the workers' driver
         payloads = DatabasePayloadStore(settings.database_url)
         app.state.temporal = TemporalConnection(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -57,6 +58,12 @@ def parse_tokens(text: str) -> list[_Token]:
     return tokens
 
 
+@functools.lru_cache(maxsize=4)
+def _configured(text: str) -> tuple[_Token, ...]:
+    """The parsed API_TOKENS (parsed once per value, not on every request)."""
+    return tuple(parse_tokens(text))
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -84,7 +91,7 @@ def authenticate(settings: Settings, authorization: str | None, client_host: str
         TokensRequiredError: local mode and `client_host` is not loopback (403 `tokens_required`).
         UnauthenticatedError: tokens are configured and the header names none of them (401).
     """
-    tokens = parse_tokens(settings.api_tokens)
+    tokens = _configured(settings.api_tokens)
     if not tokens:
         if not is_loopback(client_host):
             raise TokensRequiredError(

@@ -22,8 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, resolve_params
-from workflow_engine.dsl.model import WorkflowTask
+from workflow_engine.dsl import WorkflowDefinition, resolve_params
 from workflow_engine.engine.client.executions import (
     ExecutionExistsError,
     IndexMemo,
@@ -34,12 +33,13 @@ from workflow_engine.engine.client.executions import (
     start_execution,
 )
 from workflow_engine.engine.client.resume import RetryMode, final_states, plan_resume
-from workflow_engine.engine.types import ChildDefinition, RunInput, RunStatus, TaskStatus
+from workflow_engine.engine.types import RunInput, RunStatus, TaskStatus
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
 from workflow_engine.metrics import RUNS_STARTED
 from workflow_engine.settings import Settings
-from workflow_engine.storage import Execution, Revision, repository
+from workflow_engine.storage import Execution, repository
 
+from .definitions import DefinitionCache
 from .schemas import ExecutionDetail, TaskState
 
 logger = logging.getLogger(__name__)
@@ -74,18 +74,6 @@ def idempotency_key(body_key: str | None, header_key: str | None) -> str | None:
             details=[{"path": "execution_id", "message": "differs from the Idempotency-Key header"}],
         )
     return body_key if body_key is not None else header_key
-
-
-async def _revision(session: AsyncSession, workflow_id: str, number: int | None) -> Revision:
-    record = await repository.get_definition(session=session, workflow_id=workflow_id)
-    if record is None:
-        raise NotFoundError(f"workflow {workflow_id!r} is not registered")
-    revision = await repository.get_revision(
-        session=session, workflow_id=workflow_id, number=record.current_revision if number is None else number
-    )
-    if revision is None:
-        raise NotFoundError(f"workflow {workflow_id!r} has no revision {number}")
-    return revision
 
 
 async def _end_reads(session: AsyncSession) -> None:
@@ -155,6 +143,7 @@ async def start_run(
     session: AsyncSession,
     temporal: Client,
     settings: Settings,
+    definitions: DefinitionCache,
     user: str,
     workflow_id: str,
     parameters: dict[str, object],
@@ -169,6 +158,7 @@ async def start_run(
         session: The request's database session (its reads end before Temporal is called).
         temporal: The Temporal client.
         settings: The API settings (task queue).
+        definitions: The process's parsed revisions.
         user: Who starts the run.
         workflow_id: The registered workflow.
         parameters: The run's parameters, validated against the revision's `params`.
@@ -185,12 +175,12 @@ async def start_run(
     """
     if key is not None and (found := await _existing(session, temporal, key, workflow_id, retry_of)) is not None:
         return found
-    pinned = await _revision(session, workflow_id, revision)
-    definition = WorkflowDefinition.from_stored(pinned.definition)
+    pinned = await definitions.revision(session, workflow_id, revision)
+    definition = pinned.definition
     params = resolve_params(definition, dict(parameters))
-    children = await resolve_children(session=session, definition=definition)
+    children = await definitions.children(session, definition)
     run_input = RunInput(
-        definition=pinned.definition,
+        definition=pinned.stored,
         revision=pinned.number,
         params=params,
         started_by=user,
@@ -219,7 +209,8 @@ async def start_run(
 
 
 async def retry_run(
-    *, session: AsyncSession, temporal: Client, settings: Settings, user: str, execution_id: str, key: str | None,
+    *, session: AsyncSession, temporal: Client, settings: Settings, definitions: DefinitionCache, user: str,
+    execution_id: str, key: str | None,
     mode: RetryMode = RetryMode.FROM_FAILURE, task_id: str | None = None, latest: bool = False,
 ) -> StartedRun:  # fmt: skip
     """Start a new run of a closed one, linked to it by `retry_of`: resumed (`mode`) or restarted.
@@ -255,7 +246,8 @@ async def retry_run(
             return found
         resume = await _resume_from(session, temporal, execution_id, run, mode, task_id)
     return await start_run(
-        session=session, temporal=temporal, settings=settings, user=user, workflow_id=original.workflow_id,
+        session=session, temporal=temporal, settings=settings, definitions=definitions, user=user,
+        workflow_id=original.workflow_id,
         parameters=original.parameters, revision=revision, key=key, retry_of=execution_id, resume=resume,
     )  # fmt: skip
 
@@ -278,29 +270,6 @@ async def _resume_from(
                            handlers=handlers).resume  # fmt: skip
 
     return plan
-
-
-async def resolve_children(*, session: AsyncSession, definition: WorkflowDefinition) -> dict[str, ChildDefinition]:
-    """Pin every workflow a definition may start as a child (transitively) to its current revision."""
-    children: dict[str, ChildDefinition] = {}
-    pending = [(definition, task) for task in (*definition.tasks, *definition.on_failure)]
-    while pending:
-        parent, task = pending.pop(0)
-        if not isinstance(task, WorkflowTask) or task.config.workflow in children:
-            continue
-        name = task.config.workflow
-        record = await repository.get_definition(session=session, workflow_id=name)
-        revision = record and await repository.get_revision(
-            session=session, workflow_id=name, number=record.current_revision
-        )
-        if not revision:
-            raise DslError(
-                [Issue(f"{parent.name}.tasks.{task.id}.config.workflow", f"workflow {name!r} is not registered", None)]
-            )
-        children[name] = ChildDefinition(definition=revision.definition, revision=revision.number)
-        child = WorkflowDefinition.from_stored(revision.definition)
-        pending.extend((child, t) for t in (*child.tasks, *child.on_failure))
-    return children
 
 
 def _final_tasks(tasks: list[TaskState], status: RunStatus, finished_at: str | None) -> list[TaskState]:

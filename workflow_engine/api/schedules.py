@@ -35,7 +35,7 @@ from workflow_engine.errors import EngineError, NotFoundError, ValidationFailedE
 from workflow_engine.settings import Settings
 from workflow_engine.storage import Definition, repository
 
-from .runs import resolve_children
+from .definitions import DefinitionCache
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ async def _desired_of(session: AsyncSession, settings: Settings, record: Definit
                      revision.number, exc)  # fmt: skip
         return []
     try:
-        children = await resolve_children(session=session, definition=definition)
+        children = await DefinitionCache().children(session, definition)
     except DslError as exc:
         logger.error("schedules of %s not synced: %s", record.workflow_id, exc)
         return []

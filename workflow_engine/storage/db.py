@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """Create an async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an async engine; SQLite gets WAL (synchronous NORMAL), foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -17,6 +17,8 @@ def create_engine(url: str) -> AsyncEngine:
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # durable across a killed process (the WAL is on disk); only a power loss can take the last commits
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

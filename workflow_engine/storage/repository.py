@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import ApprovalRecord, Definition, Execution, Revision, StoredPayload, TaskLogLine, utcnow
+from .models import ApprovalRecord, Base, Definition, Execution, Revision, StoredPayload, TaskLogLine, utcnow
 
 
 async def get_definition(*, session: AsyncSession, workflow_id: str) -> Definition | None:
@@ -36,6 +36,40 @@ async def count_definitions(*, session: AsyncSession) -> int:
 async def get_revision(*, session: AsyncSession, workflow_id: str, number: int) -> Revision | None:
     """Return one revision of a definition, or None."""
     return await session.scalar(select(Revision).where(Revision.workflow_id == workflow_id, Revision.number == number))
+
+
+# The start path's statements, built once (building a statement costs more than running it on SQLite).
+_PIN = select(Revision.number, Revision.content_hash).where(
+    Revision.workflow_id == bindparam("workflow_id"), Revision.number == bindparam("number")
+)
+_CURRENT_PIN = (
+    select(Revision.number, Revision.content_hash)
+    .join(Definition, Definition.workflow_id == Revision.workflow_id)
+    .where(Revision.workflow_id == bindparam("workflow_id"), Revision.number == Definition.current_revision)
+)
+_CURRENT_PINS = (
+    select(Revision.workflow_id, Revision.number, Revision.content_hash)
+    .join(Definition, Definition.workflow_id == Revision.workflow_id)
+    .where(Revision.workflow_id.in_(bindparam("workflow_ids", expanding=True)))
+    .where(Revision.number == Definition.current_revision)
+)
+_ADD_EXECUTION = insert(Base.metadata.tables["execution"])
+
+
+async def revision_pin(*, session: AsyncSession, workflow_id: str, number: int | None) -> tuple[int, str] | None:
+    """Return (number, content hash) of a revision, the current one when `number` is None; None when unknown."""
+    connection = await session.connection()  # Core, not the ORM: this runs on every start
+    if number is None:
+        row = (await connection.execute(_CURRENT_PIN, {"workflow_id": workflow_id})).first()
+    else:
+        row = (await connection.execute(_PIN, {"workflow_id": workflow_id, "number": number})).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def current_pins(*, session: AsyncSession, workflow_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Return (number, content hash) of the current revision of each registered definition among `workflow_ids`."""
+    rows = await (await session.connection()).execute(_CURRENT_PINS, {"workflow_ids": workflow_ids})
+    return {workflow_id: (number, digest) for workflow_id, number, digest in rows}
 
 
 async def find_revision_by_hash(*, session: AsyncSession, workflow_id: str, content_hash: str) -> Revision | None:
@@ -118,19 +152,17 @@ async def add_execution(
     parameters: dict[str, Any],
     started_by: str | None,
     retry_of: str | None = None,
-) -> Execution:
-    """Record a run started through the API (`retry_of`: the run it retries)."""
-    execution = Execution(
-        execution_id=execution_id,
-        workflow_id=workflow_id,
-        revision=revision,
-        parameters=parameters,
-        started_by=started_by,
-        retry_of=retry_of,
-    )
-    session.add(execution)
-    await session.flush()
-    return execution
+) -> None:
+    """Record a run started through the API (`retry_of`: the run it retries); one INSERT, no ORM unit of work.
+
+    Raises:
+        IntegrityError: The run already has an entry.
+    """
+    row = {
+        "execution_id": execution_id, "workflow_id": workflow_id, "revision": revision, "parameters": parameters,
+        "started_by": started_by, "retry_of": retry_of, "created_at": utcnow(),
+    }  # fmt: skip
+    await (await session.connection()).execute(_ADD_EXECUTION, row)
 
 
 async def get_execution(*, session: AsyncSession, execution_id: str) -> Execution | None:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, BeforeValidator
 
 from workflow_engine.api.auth import Operator, Viewer
-from workflow_engine.api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
+from workflow_engine.api.deps import DefinitionsDep, SessionDep, SessionsDep, SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.logs import LogQuery, check_run, follow, log_page
 from workflow_engine.api.runs import StartedRun, execution_detail, idempotency_key, retry_run, start_run
@@ -110,6 +110,7 @@ async def execute(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    definitions: DefinitionsDep,
     idempotency: IdempotencyKey = None,
     wait: Annotated[bool, Query(description="Answer when the run has finished (or `timeout` has passed).")] = False,
     wait_seconds: Annotated[
@@ -123,8 +124,9 @@ async def execute(
     """
     body = body or ExecuteRunRequest()
     run = await start_run(
-        session=session, temporal=temporal, settings=settings, user=caller.user, workflow_id=workflow_id,
-        parameters=body.parameters, revision=body.revision, key=idempotency_key(body.execution_id, idempotency),
+        session=session, temporal=temporal, settings=settings, definitions=definitions, user=caller.user,
+        workflow_id=workflow_id, parameters=body.parameters, revision=body.revision,
+        key=idempotency_key(body.execution_id, idempotency),
     )  # fmt: skip
     if wait:
         return await _waited(session, temporal, run.execution_id, wait_seconds)
@@ -235,6 +237,7 @@ async def retry(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    definitions: DefinitionsDep,
     idempotency: IdempotencyKey = None,
     body: RetryRequest | None = None,
 ) -> JSONResponse:
@@ -248,7 +251,8 @@ async def retry(
     """
     body = body or RetryRequest()
     run = await retry_run(
-        session=session, temporal=temporal, settings=settings, user=caller.user, execution_id=execution_id,
-        key=idempotency, mode=body.mode, task_id=body.task_id, latest=body.revision == "latest",
+        session=session, temporal=temporal, settings=settings, definitions=definitions, user=caller.user,
+        execution_id=execution_id, key=idempotency, mode=body.mode, task_id=body.task_id,
+        latest=body.revision == "latest",
     )  # fmt: skip
     return _started(run)
