@@ -80,6 +80,8 @@ class TemporalConnection:
 
     async def get(self) -> Client:
         """Return the connected client, connecting now if needed."""
+        if self._client is not None:  # connected: no lock to take on every request
+            return self._client
         async with self._lock:
             if self._client is None:
                 self._client = self._prepare(await connect(self._settings))
