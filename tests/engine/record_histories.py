@@ -108,12 +108,21 @@ async def _reject(handle: Handle) -> None:
     )
 
 
+async def _cancel_napping(handle: Handle) -> None:
+    async def napping() -> bool:
+        state = await handle.query("status")
+        return any(t["id"] == "nap" and t["status"] == "running" for t in state["tasks"])
+
+    await eventually(napping, within=20, interval=0.05, what=f"{handle.id}: task nap running")
+    await handle.cancel()
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One recorded run: its YAML, params, pinned children, how it is driven and how it must end."""
 
     yaml: str
-    ends: str  # the history's last event: "completed", "failed" or "continued" (as new)
+    ends: str  # the history's last event: "completed", "failed", "cancelled" or "continued" (as new)
     params: dict[str, Any] = field(default_factory=dict)
     children: tuple[str, ...] = ()
     drive: Callable[[Handle], Awaitable[None]] | None = None
@@ -334,6 +343,57 @@ tasks:
     config: {message: "optional was ${{ tasks.optional.status }}"}
 """,
         "completed",
+    ),
+    # recorded after the `wfe-final-states-memo` patch: the final task states go to the memo as the run completes,
+    # fails (on_failure tasks included) or is cancelled
+    "final_states_completed": Scenario(
+        """
+name: replay-final-completed
+tasks:
+  - id: first
+    activity_type: log
+    config: {message: first}
+  - id: second
+    type: set
+    config: {n: 2}
+output: "${{ tasks.second.output }}"
+""",
+        "completed",
+    ),
+    "final_states_failed": Scenario(
+        """
+name: replay-final-failed
+tasks:
+  - id: first
+    type: set
+    config: {n: 1}
+  - id: broken
+    depends_on: [first]
+    type: set
+    config: {value: "${{ 1 / size(params.empty) }}"}
+params:
+  empty: {type: array, default: []}
+on_failure:
+  - id: note
+    activity_type: log
+    config: {message: "failed: ${{ error.task_id }}"}
+""",
+        "failed",
+    ),
+    "final_states_cancelled": Scenario(
+        """
+name: replay-final-cancelled
+tasks:
+  - id: first
+    activity_type: log
+    config: {message: first}
+  - id: nap
+    type: sleep
+    config: {duration: 1h}
+output: "${{ tasks.first.output }}"
+""",
+        "cancelled",
+        drive=_cancel_napping,
     ),
     # the recorder's server suggests continue-as-new after CONTINUE_AS_NEW_AFTER events: the first run stops
     # at a quiet point between two tasks and hands task states to the next run

@@ -4,8 +4,9 @@
 children and one such child, a for_each whose items fail part-way (the `wfe-fan-out-finishes-started-items`
 patch's new branch: running items finish, waiting ones never start), set, sleep, approval approved and rejected
 (recorded before signed approvals, so they replay the `wfe-signed-approvals` patch's old branch), approval
-decided by signed and unverified decisions, on_failure, child workflow, continue_on_error, and the first run of
-one that continued as new).
+decided by signed and unverified decisions, on_failure, child workflow, continue_on_error, the first run of
+one that continued as new, and runs that completed, failed and were cancelled after the `wfe-final-states-memo`
+patch, which keeps their final task states in the memo).
 Each is replayed with the sandboxed runner the worker uses; a change to the interpreter that would break
 executions already in flight (a different command sequence for the same history) makes its replay fail.
 
@@ -27,7 +28,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH
+from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH, FINAL_MEMO, FINAL_STATES_PATCH
 from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.worker import PASSTHROUGH_MODULES
 
@@ -36,6 +37,7 @@ from .record_histories import HISTORIES, SCENARIOS
 _ENDINGS = {
     "completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
     "failed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    "cancelled": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
     "continued": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
 }
 
@@ -77,6 +79,23 @@ def test_the_partial_fan_out_failure_is_the_only_fan_out_history_with_the_patch(
     assert _patches("for_each_partial_failure") == {FAN_OUT_FINISHES_PATCH}
     for name in ("for_each", "for_each_batches", "for_each_batch_child"):
         assert FAN_OUT_FINISHES_PATCH not in _patches(name), name
+
+
+def test_only_the_final_states_histories_keep_them_in_the_memo_before_they_close() -> None:
+    recorded = sorted(name for name in SCENARIOS if name.startswith("final_states_"))
+    assert recorded == ["final_states_cancelled", "final_states_completed", "final_states_failed"]
+    for name in sorted(SCENARIOS):
+        assert (FINAL_STATES_PATCH in _patches(name)) == (name in recorded), name
+    for name in recorded:
+        events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
+        assert events[-2]["eventType"] == "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED", name  # just before the close
+        fields = events[-2]["workflowPropertiesModifiedEventAttributes"]["upsertedMemo"]["fields"]
+        final = json.loads(base64.b64decode(fields[FINAL_MEMO]["data"]))
+        assert [task["status"] for task in final["tasks"]] == {
+            "final_states_completed": ["completed", "completed"],
+            "final_states_failed": ["completed", "failed", "completed"],
+            "final_states_cancelled": ["completed", "cancelled"],
+        }[name]
 
 
 async def test_a_history_the_interpreter_would_not_produce_fails_to_replay() -> None:

@@ -12,6 +12,7 @@ transaction of its own. A crash between the two leaves a run without a row; a ke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from workflow_engine.engine.types import RunInput, RunStatus, TaskStatus
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError, ValidationFailedError
 from workflow_engine.metrics import RUNS_STARTED
 from workflow_engine.settings import Settings
-from workflow_engine.storage import Execution, repository
+from workflow_engine.storage import ApprovalRecord, Execution, repository
 
 from .definitions import DefinitionCache
 from .schemas import ExecutionDetail, TaskState
@@ -299,19 +300,28 @@ async def _declared_tasks(session: AsyncSession, record: Execution, never_ran: b
 async def execution_detail(*, session: AsyncSession, temporal: Client, execution_id: str) -> ExecutionDetail:
     """Return a run's status, every task's state, output and error (live from Temporal) with its index entry.
 
+    Temporal and the database are read at the same time; the database's short reads end before Temporal answers
+    is awaited (no transaction waits on Temporal), and Temporal's error, if any, is the one raised.
+
     Raises:
         NotFoundError: Temporal does not know the run.
         UnavailableError: Temporal cannot be reached.
     """
-    live = await describe_execution(temporal, execution_id)
-    record = await _record(session, execution_id)
+    live, stored = await asyncio.gather(
+        describe_execution(temporal, execution_id), _stored(session, execution_id), return_exceptions=True
+    )
+    if isinstance(live, BaseException):
+        raise live
+    if isinstance(stored, BaseException):
+        raise stored
+    record, approvals = stored
     if record is None and isinstance(live["index"], IndexMemo):
         record = await _repaired(session, temporal, execution_id, live["index"])
     answered = live["tasks_source"] == "worker"
     tasks = [TaskState.model_validate(t) for t in live["tasks"]]
     if not answered and record is not None:
         tasks = await _declared_tasks(session, record, never_ran=bool(live["never_ran"]))
-    audit = await _audit(session, execution_id, tasks)
+    audit = await _audit(session, execution_id, tasks, approvals)
     await _end_reads(session)
     return ExecutionDetail(
         execution_id=execution_id,
@@ -331,10 +341,19 @@ async def execution_detail(*, session: AsyncSession, temporal: Client, execution
     )  # fmt: skip
 
 
-async def _audit(session: AsyncSession, execution_id: str, tasks: list[TaskState]) -> list[dict[str, Any]]:
+async def _stored(session: AsyncSession, execution_id: str) -> tuple[Execution | None, list[ApprovalRecord]]:
+    """A run's index row and its own approval audit, in one short read."""
+    record = await repository.get_execution(session=session, execution_id=execution_id)
+    approvals = await repository.list_approval_records(session=session, execution_id=execution_id)
+    await _end_reads(session)
+    return record, approvals
+
+
+async def _audit(
+    session: AsyncSession, execution_id: str, tasks: list[TaskState], approvals: list[ApprovalRecord]
+) -> list[dict[str, Any]]:
     """The run's approval audit; a resumed run's kept approvals show the entries of the run that decided them."""
-    entries = [(execution_id, record) for record in
-               await repository.list_approval_records(session=session, execution_id=execution_id)]  # fmt: skip
+    entries = [(execution_id, record) for record in approvals]
     kept = [(t.reused_from, t.id) for t in tasks if t.reused_from is not None and t.type == "approval"]
     for source, task_id in kept:
         records = await repository.list_approval_records(session=session, execution_id=source)

@@ -18,6 +18,13 @@ SIGNED_APPROVALS_PATCH = "wfe-signed-approvals"
 # Runs that reached this marker let a failed fan-out's started items finish (and keep their outputs for a resume)
 # instead of cancelling them; items not started yet are not started.
 FAN_OUT_FINISHES_PATCH = "wfe-fan-out-finishes-started-items"
+# Runs that reached this marker record their final task states (what `status` answers) in the memo entry
+# FINAL_MEMO when they complete, fail or are cancelled, so a client reads a closed run without a worker's replay.
+FINAL_STATES_PATCH = "wfe-final-states-memo"
+FINAL_MEMO = "wfe_final"
+# Final states larger than this (serialized) are not put in the memo, which visibility listings carry for every
+# run; a reader falls back to the status query for such runs (docs/decisions.md).
+FINAL_MEMO_MAX_BYTES = 32 * 1024
 
 # Search attributes, so runs can be filtered in the Temporal UI and by the API.
 SA_WORKFLOW_NAME = SearchAttributeKey.for_keyword("WfeWorkflowName")

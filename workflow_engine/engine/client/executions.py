@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -18,8 +18,10 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryRejectedError,
 )
 from temporalio.common import (
+    QueryRejectCondition,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -31,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflow_engine.errors import ConflictError, GoneError, NotFoundError
 
 from ..types import (
+    FINAL_MEMO,
     SA_REVISION,
     SA_WAITING_APPROVAL,
     SA_WORKFLOW_NAME,
@@ -47,6 +50,8 @@ QUERY_TIMEOUT = timedelta(seconds=2)
 INDEX_MEMO = "wfe_index"
 # A history this short has had no workflow task completed: no worker has run the workflow, so no task has started.
 _UNRUN_HISTORY_LENGTH = 3
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 
 # Temporal's execution status as ours (a run that continued as new goes on in its next run).
 _RUN_STATUSES = {
@@ -229,16 +234,33 @@ async def execution_input(client: Client, execution_id: str) -> RunInput:
 async def describe_execution(client: Client, execution_id: str) -> dict[str, Any]:
     """Return status, task states, output and error of one run, live from Temporal.
 
-    `tasks_source` is `worker` when a worker answered the status query, else None (`tasks` is then empty);
-    `never_ran` tells that no workflow task has completed yet, and `index` is the run's index memo.
+    Describe and the status query go together (one round trip). The query is refused by Temporal itself when the
+    run has closed, so no worker replays it; a closed run's task states come from the memo its interpreter wrote
+    as it closed (FINAL_MEMO). Runs without one (terminated, timed out, too large, closed before the memo existed)
+    are queried, which makes a worker replay them.
+
+    `tasks_source` is `worker` when the states come from the interpreter (its memo or a worker's answer), else
+    None (`tasks` is then empty); `never_ran` tells that no workflow task has completed yet, and `index` is the
+    run's index memo.
     """
     handle = client.get_workflow_handle(execution_id)
-    description = await _describe(client, execution_id)
+    description, answer = await _both(_describe(client, execution_id), _task_states(client, handle, open_only=True))
     status = _temporal_status(description)
-    tasks, tasks_source = await _task_states(client, handle)
+    if answer is None and not status.closed:  # it closed between the two calls
+        description = await _describe(client, execution_id)
+        status = _temporal_status(description)
+    if not status.closed:
+        tasks, tasks_source = answer or ([], None)
+        output, error = None, None
+    elif (recorded := await _recorded_states(description)) is not None:
+        tasks, tasks_source = recorded, "worker"
+        output, error = await _outcome(client, handle, status)
+    else:
+        (tasks, tasks_source), (output, error) = await _both(
+            _replayed_states(client, handle), _outcome(client, handle, status)
+        )
     if status == RunStatus.RUNNING and any(t.get("status") == TaskStatus.WAITING_APPROVAL for t in tasks):
         status = RunStatus.WAITING_APPROVAL
-    output, error = await _outcome(client, handle, status)
     return {
         "execution_id": execution_id,
         "workflow_type": description.workflow_type,
@@ -254,11 +276,47 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
     }
 
 
-async def _task_states(client: Client, handle: WorkflowHandle[Any, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """Ask a worker for the task states (the status query); ([], None) when no worker answers in time."""
+async def _both(first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
+    """Await two calls at once; when one fails the other is cancelled and the failure raised, the first's first."""
+    tasks = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        return await tasks[0], await tasks[1]
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved: a failure of the other call is not logged as never retrieved
+
+
+async def _recorded_states(description: WorkflowExecutionDescription) -> list[dict[str, Any]] | None:
+    """The task states a closed run's interpreter recorded in its memo; None when it has none we can read."""
+    try:
+        value = await description.memo_value(FINAL_MEMO, None)
+    except Exception:  # noqa: BLE001 - e.g. a memo stored by reference whose row is gone: ask a worker instead
+        return None
+    tasks = value.get("tasks") if isinstance(value, dict) else None
+    return [task for task in tasks if isinstance(task, dict)] if isinstance(tasks, list) else None
+
+
+async def _replayed_states(client: Client, handle: WorkflowHandle[Any, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """Ask a worker for a closed run's task states (it replays the run to answer)."""
+    return await _task_states(client, handle) or ([], None)
+
+
+async def _task_states(
+    client: Client, handle: WorkflowHandle[Any, Any], *, open_only: bool = False
+) -> tuple[list[dict[str, Any]], str | None] | None:
+    """Ask a worker for the task states (the status query); ([], None) when no worker answers in time.
+
+    With `open_only`, Temporal refuses the query of a closed run without passing it to a worker (None).
+    """
+    reject = QueryRejectCondition.NOT_OPEN if open_only else None
     async with temporal_call(client, handle.id, rpc_timeout=QUERY_TIMEOUT):
         try:
-            state = await handle.query(STATUS_QUERY, rpc_timeout=QUERY_TIMEOUT)
+            state = await handle.query(STATUS_QUERY, rpc_timeout=QUERY_TIMEOUT, reject_condition=reject)
+        except WorkflowQueryRejectedError:
+            return None
         except RPCError as exc:
             if exc.status == RPCStatusCode.UNAVAILABLE:
                 raise

@@ -21,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
     from ..types import (
         APPROVAL_SIGNAL,
         APPROVE_UPDATE,
+        FINAL_MEMO,
+        FINAL_MEMO_MAX_BYTES,
+        FINAL_STATES_PATCH,
         RECORD_APPROVAL_ACTIVITY,
         SA_REVISION,
         SA_WAITING_APPROVAL,
@@ -211,19 +214,37 @@ class Interpreter:
             [SA_WORKFLOW_NAME.value_set(self.definition.name), SA_REVISION.value_set(self.run_input.revision)]
         )
         try:
-            await self._run_dag(self.definition.tasks, fail_fast=True)
-        except _RunFailed as failure:
-            await self._run_on_failure(failure)
-            raise ApplicationError(
-                f"task {failure.task_id!r} failed: {failure.message}",
-                {"task_id": failure.task_id},
-                type="TaskFailed",
-                non_retryable=True,
-            ) from None
+            try:
+                await self._run_dag(self.definition.tasks, fail_fast=True)
+            except _RunFailed as failure:
+                await self._run_on_failure(failure)
+                raise ApplicationError(
+                    f"task {failure.task_id!r} failed: {failure.message}",
+                    {"task_id": failure.task_id},
+                    type="TaskFailed",
+                    non_retryable=True,
+                ) from None
+            try:
+                output = render(self.definition.output, self.context, defer=SECRETS)
+            except ExpressionError as exc:
+                raise ApplicationError(f"output: {exc}", type="ExpressionError", non_retryable=True) from None
+        except (ApplicationError, asyncio.CancelledError):  # the run fails or is cancelled: keep its final states
+            self._keep_final_states()
+            raise
+        self._keep_final_states()
+        return output
+
+    def _keep_final_states(self) -> None:
+        """Put what `status` answers in the memo as the run closes, unless it is too large for a memo."""
+        if not workflow.patched(FINAL_STATES_PATCH):
+            return
+        final = self.status()
         try:
-            return render(self.definition.output, self.context, defer=SECRETS)
-        except ExpressionError as exc:
-            raise ApplicationError(f"output: {exc}", type="ExpressionError", non_retryable=True) from None
+            size = workflow.payload_converter().to_payload(final).ByteSize()
+        except Exception:  # noqa: BLE001 - the memo must never keep a run from closing; readers ask a worker then
+            return
+        if size <= FINAL_MEMO_MAX_BYTES:
+            workflow.upsert_memo({FINAL_MEMO: final})
 
     async def _run_on_failure(self, failure: _RunFailed) -> None:
         assert self.definition is not None
