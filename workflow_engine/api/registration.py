@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import functools
 import logging
+import multiprocessing
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -15,8 +17,9 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue, WorkflowDefinition, parse_definition
-from workflow_engine.dsl.notices import definition_warnings
+from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue
+from workflow_engine.dsl.prepared import Prepared, prepare
+from workflow_engine.dsl.prepared import content_hash as content_hash  # revisions are hashed there
 from workflow_engine.errors import ConflictError
 from workflow_engine.storage import repository
 
@@ -49,16 +52,32 @@ class _RetryError(Exception):
     """A concurrent change (a delete between insert and lock) invalidated this unit of work."""
 
 
-def content_hash(definition: WorkflowDefinition) -> str:
-    """Hash the canonical JSON of a definition, so comments and layout do not make revisions.
+# One process checks definitions for the API, started on first use (the startup scan of the workflows directory).
+_pool: ProcessPoolExecutor | None = None
 
-    Values left at their defaults are not hashed, so a DSL release that adds an optional key does not turn
-    every registered file into a new revision.
+
+async def off_loop(call: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+    """Run CPU-bound definition work (`dsl.prepared`) in a separate process and await its result.
+
+    A 1,000-task definition takes a few hundred milliseconds of pure-Python CPU: on the event loop it stalls
+    every request, and in a thread it still holds the GIL in long stretches (measured in bench/registration.py).
+    Errors raised there (`DslError`) are raised here. A pool whose process died is replaced once.
     """
-    canonical = json.dumps(
-        definition.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    global _pool
+    loop = asyncio.get_running_loop()
+    for attempt in (1, 2):
+        if _pool is None:
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool = _pool
+        try:
+            return await loop.run_in_executor(pool, functools.partial(call, *args, **kwargs))
+        except BrokenProcessPool:
+            if _pool is pool:
+                _pool = None
+            pool.shutdown(wait=False)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _transient(exc: Exception) -> bool:
@@ -119,18 +138,16 @@ async def register_source(
         DslError: the definition is invalid (or its name is `taken`); nothing is stored.
         ConflictError: concurrent changes kept getting in the way (409).
     """
-    definition = parse_definition(text, file=file, activity_types=activity_types, python_modules=python_modules)
-    name = definition.name
+    checked = await off_loop(prepare, text, file=file, activity_types=activity_types, python_modules=python_modules)
+    name, digest, notices = checked.name, checked.digest, checked.warnings
     if taken and name in taken:
         raise DslError([Issue("name", f"{name!r} is also defined in {taken[name]}", file)])
-    notices = tuple(definition_warnings(definition, text, file=file))
-    digest = content_hash(definition)
     unchanged = await _unchanged(session, name, digest, source_path)
     await session.rollback()  # end the read, so on SQLite the unit of work below starts with its write lock
     if unchanged is not None:
         return replace(unchanged, warnings=notices)
     result = await run_transaction(
-        session, lambda: _store(session, definition, digest, text, source_path), what=f"registering {name!r}"
+        session, lambda: _store(session, checked, text, source_path), what=f"registering {name!r}"
     )
     if result.created or result.moved:
         logger.info("%s %s revision %d (from %s)", "registered" if result.created else "made current",
@@ -154,11 +171,9 @@ async def _unchanged(session: AsyncSession, name: str, digest: str, source_path:
     return None
 
 
-async def _store(
-    session: AsyncSession, definition: WorkflowDefinition, digest: str, text: str, source_path: str | None
-) -> Registration:
+async def _store(session: AsyncSession, checked: Prepared, text: str, source_path: str | None) -> Registration:
     """Apply one registration under the definition's lock (decisions re-read there, never from `_unchanged`)."""
-    name = definition.name
+    name, digest = checked.name, checked.digest
     record = await repository.lock_definition(session=session, workflow_id=name)
     if record is None:
         raise _RetryError(f"{name!r} was deleted while registering")
@@ -178,7 +193,7 @@ async def _store(
         content_hash=digest,
         source_yaml=text,
         source_path=source_path,
-        definition=definition.model_dump(mode="json"),
+        definition=checked.stored,
     )
     return Registration(name, revision.number, created=True, source_path=source_path)
 

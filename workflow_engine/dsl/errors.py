@@ -42,6 +42,10 @@ class DslError(Exception):
         self.issues = issues
         super().__init__("\n".join(str(issue) for issue in issues))
 
+    def __reduce__(self) -> tuple[type[DslError], tuple[list[Issue]]]:
+        """Pickle the issues (not the message), so the error crosses a process boundary whole."""
+        return type(self), (self.issues,)
+
 
 class ExpressionError(Exception):
     """An expression that fails to compile or evaluate."""

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import re
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from yaml.events import AliasEvent
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import Reader
 
 from .errors import DslError, Issue
 from .model import TASK_TYPES, WorkflowDefinition
@@ -97,10 +110,153 @@ def _pos(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+# libyaml, when PyYAML was built with it: its scanner is ~20 times faster than the pure-Python one.
+_FastLoader: type[yaml.CSafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_STR_TAG = "tag:yaml.org,2002:str"
+# Left to the reference reader: tabs (libyaml accepts some it refuses), the line breaks of YAML 1.1
+# besides \n and \r, and byte order marks.
+_RARE_CHARACTERS = re.compile("[\t\x85\u2028\u2029\ufeff]")
+
+
+class _Unusual(Exception):
+    """Something the fast path leaves to the pure-Python reader, whose messages and positions are the reference."""
+
+
+def _fast_load(text: str) -> tuple[Any, Marks]:
+    """Read a plain document (no anchors, merge keys, directives) from libyaml's events, as `_Builder` would.
+
+    The events come from a state machine without recursion, and nodes are built here with an explicit stack:
+    libyaml's own composer recurses in C and crashes the process on a deeply nested document.
+
+    Raises:
+        _Unusual: anything else, valid or not (aliases, duplicate keys, errors): the caller reads it again.
+    """
+    if _FastLoader is None or _RARE_CHARACTERS.search(text) or Reader.NON_PRINTABLE.search(text):
+        raise _Unusual
+    loader = _FastLoader(text)
+    try:
+        return _from_events(loader, text)
+    finally:
+        loader.dispose()
+
+
+_NO_KEY = object()
+_BLOCK_STYLES = ("|", ">")
+# What the reference reader accepts after `|` or `>`: chomping and indentation, then blanks, a comment, the end.
+_BLOCK_HEADER = re.compile(r"[|>](?:[-+][1-9]?|[1-9][-+]?)?(?: +(?:#[^\r\n]*)?)?(?:\r\n|\r|\n|\Z)")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class _BlockHeaders:
+    """Checks block scalar headers (libyaml accepts `|#`, the reference reader does not), indexing lines once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts: list[int] | None = None
+
+    def well_formed(self, mark: Any) -> bool:
+        if self.starts is None:
+            self.starts = [0, *(match.end() for match in _LINE_BREAK.finditer(self.text))]
+        if mark.line >= len(self.starts):
+            return False
+        return _BLOCK_HEADER.match(self.text, self.starts[mark.line] + mark.column) is not None
+
+
+def _from_events(loader: yaml.CSafeLoader, text: str) -> tuple[Any, Marks]:
+    get: Callable[[], Any] = loader.get_event  # events are dynamic: each kind has its own attributes
+    if type(get()) is not StreamStartEvent:
+        raise _Unusual
+    start = get()
+    if type(start) is not DocumentStartEvent or start.version is not None or start.tags:
+        raise _Unusual
+    marks: Marks = {}
+    headers = _BlockHeaders(text)
+    # each open collection: [the dict or list, its path, the key whose value comes next (mappings), flow style]
+    stack: list[list[Any]] = []
+    flow = 0  # how many of them are flow collections ([] or {})
+    root: Any = None
+    while True:
+        event = get()
+        kind = type(event)
+        if kind is MappingEndEvent or kind is SequenceEndEvent:
+            flow -= stack.pop()[3]
+            if not stack:
+                break
+            continue
+        if kind is not ScalarEvent and kind is not MappingStartEvent and kind is not SequenceStartEvent:
+            raise _Unusual  # an alias, or events out of place
+        if event.anchor is not None or event.tag is not None:
+            raise _Unusual  # the reference reader refuses repeated anchors, counts aliases, reads tags its way
+        if kind is ScalarEvent:
+            if event.style in _BLOCK_STYLES and not headers.well_formed(event.start_mark):
+                raise _Unusual
+            if flow and event.implicit[0] and "?" in event.value:
+                raise _Unusual  # the reference reader ends a plain scalar at `?` inside [] and {}, libyaml does not
+        position = (event.start_mark.line + 1, event.start_mark.column + 1)
+        parent = stack[-1] if stack else None
+        if parent is None:
+            path: Path = ()
+        elif type(parent[0]) is dict:
+            if parent[2] is _NO_KEY:  # this event is a key
+                if kind is not ScalarEvent or _scalar_tag(loader, event) != _STR_TAG or event.value in parent[0]:
+                    raise _Unusual  # keys that are not strings, merge keys (<<), duplicate keys
+                parent[2] = event.value
+                marks[(*parent[1], event.value)] = position
+                continue
+            path = (*parent[1], parent[2])
+        else:
+            path = (*parent[1], len(parent[0]))
+        if len(path) > MAX_DEPTH:
+            raise _Unusual
+        if path not in marks and kind is ScalarEvent and event.value == "" and event.implicit[0]:
+            raise _Unusual  # an empty plain scalar (null) where its position counts: the readers place it apart
+        marks.setdefault(path, position)
+        value: Any
+        if kind is ScalarEvent:
+            tag = _scalar_tag(loader, event)
+            if tag == _STR_TAG:
+                value = event.value
+            else:
+                node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+                value = loader.construct_object(node, deep=True)
+        else:
+            value = {} if kind is MappingStartEvent else []
+        if parent is None:
+            root = value
+        elif type(parent[0]) is dict:
+            parent[0][parent[2]] = value
+            parent[2] = _NO_KEY
+        else:
+            parent[0].append(value)
+        if kind is not ScalarEvent:
+            stack.append([value, path, _NO_KEY, bool(event.flow_style)])
+            flow += stack[-1][3]
+        elif parent is None:
+            break
+    if type(get()) is not DocumentEndEvent or type(get()) is not StreamEndEvent:
+        raise _Unusual  # more than one document
+    return root, marks
+
+
+def _scalar_tag(loader: yaml.CSafeLoader, event: Any) -> str:
+    tag: str | None = event.tag
+    if tag is None or tag == "!":
+        tag = loader.resolve(ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+    return str(tag)
+
+
 def load_yaml(text: str, *, file: str = "<string>") -> tuple[Any, Marks]:
     """Read one YAML document safely; return its data and the position of every path."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise DslError([Issue("", f"file is larger than {MAX_BYTES // 1024} KiB", file)])
+    try:
+        return _fast_load(text)
+    except Exception:  # noqa: BLE001 - whatever the fast path does not take, the reference reader answers
+        return reference_load(text, file=file)
+
+
+def reference_load(text: str, *, file: str = "<string>") -> tuple[Any, Marks]:
+    """Read one YAML document with PyYAML's pure-Python reader: what `load_yaml` answers, only slower."""
     loader: _CountingLoader | None = None
     try:
         loader = _CountingLoader(text)  # the reader already rejects unprintable characters

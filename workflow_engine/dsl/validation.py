@@ -7,14 +7,14 @@ so a file with schema errors still gets every semantic problem reported in the s
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Container, Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import ExpressionError
 from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names, static_limit_problem
-from .graph import Graph, dependencies_of, find_cycle, upstream
+from .graph import Graph, UpstreamSets, dependencies_of, find_cycle
 from .model import ParamSpec
 from .params import check_value
 from .python_policy import check_python_tasks
@@ -101,13 +101,14 @@ def check_semantics(
     problems.extend(_check_graph(main, "tasks", problems))
     problems.extend(_check_graph(handlers, "on_failure", problems))
     problems.extend(_check_params(data))
-    graph = _graph(main)
     graph_ok = not any(loc[0] == "tasks" and ("depends_on" in loc or loc[-1] == "id") for loc, _ in problems)
+    # a graph with problems is never read for scopes; else it has known targets and no cycle
+    scopes = UpstreamSets(_graph(main)) if graph_ok else None
     for i, task in main:
-        problems.extend(_check_task_expressions(("tasks", i), task, graph, graph_ok, known, in_handler=False))
+        problems.extend(_check_task_expressions(("tasks", i), task, scopes, known, in_handler=False))
     for i, task in handlers:
         # on_failure runs after the run failed: any main task may be read, in any state.
-        problems.extend(_check_task_expressions(("on_failure", i), task, {}, False, known, in_handler=True))
+        problems.extend(_check_task_expressions(("on_failure", i), task, None, known, in_handler=True))
     for sub, source in iter_templates(data.get("output")):
         problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, {"secrets"}))
     return problems
@@ -133,16 +134,17 @@ def _task_templates(task: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
 
 
 def _check_task_expressions(
-    prefix: Loc, task: dict[str, Any], graph: Graph, graph_ok: bool, known: set[str], *, in_handler: bool
+    prefix: Loc, task: dict[str, Any], scopes: UpstreamSets | None, known: set[str], *, in_handler: bool
 ) -> list[Problem]:
     templates = list(_task_templates(task))
     if not templates:
-        return []  # upstream sets are only computed when needed: long chains stay linear
+        return []
     task_id = _task_id(task)
-    if in_handler or not graph_ok or task_id is None:
-        scope = frozenset(known)
+    scope: Container[str]
+    if in_handler or scopes is None or task_id is None:
+        scope = known
     else:
-        scope = upstream(graph, task_id)
+        scope = scopes.of(task_id)
     fan_out = task.get("for_each") is not None
     in_activity = task.get("type", "activity") == "activity"
     problems: list[Problem] = []
@@ -160,7 +162,7 @@ def _check_task_expressions(
 
 
 def _check_expression(
-    where: Loc, source: str, scope: frozenset[str], task_id: str | None, forbidden: set[str]
+    where: Loc, source: str, scope: Container[str], task_id: str | None, forbidden: set[str]
 ) -> list[Problem]:
     try:
         names = root_names(source)

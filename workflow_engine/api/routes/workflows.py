@@ -19,7 +19,13 @@ from workflow_engine.api.deps import (
     TemporalDep,
 )
 from workflow_engine.api.errors import PROBLEM_RESPONSES
-from workflow_engine.api.registration import Registration, delete_registered, register_directory, register_source
+from workflow_engine.api.registration import (
+    Registration,
+    delete_registered,
+    off_loop,
+    register_directory,
+    register_source,
+)
 from workflow_engine.api.schedules import desired_schedules
 from workflow_engine.api.schemas import (
     DB_INT_MAX,
@@ -34,9 +40,9 @@ from workflow_engine.api.schemas import (
     WorkflowList,
     WorkflowSummary,
 )
-from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, dependencies, parse_definition
+from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, dependencies
 from workflow_engine.dsl.graph import mermaid
-from workflow_engine.dsl.notices import definition_warnings
+from workflow_engine.dsl.prepared import outline
 from workflow_engine.engine.client.executions import count_running
 from workflow_engine.errors import ConflictError, NotFoundError
 from workflow_engine.storage import Definition, Revision, repository
@@ -148,9 +154,9 @@ async def validate(
 ) -> ValidateResponse:
     """Check a definition without registering it (dry run); 422 lists every problem, `warnings` likely mistakes."""
     text, file = await _source(request)
-    definition = parse_definition(text, file=file, activity_types=activity_types, python_modules=python_modules)
-    notices = [_warning(notice) for notice in definition_warnings(definition, text, file=file)]
-    return ValidateResponse(valid=True, workflow_id=definition.name, tasks=task_summaries(definition), warnings=notices)
+    found = await off_loop(outline, text, file=file, activity_types=activity_types, python_modules=python_modules)
+    return ValidateResponse(valid=True, workflow_id=found.name, tasks=[TaskSummary(**task) for task in found.tasks],
+                            warnings=[_warning(notice) for notice in found.warnings])  # fmt: skip
 
 
 @router.post("/reload", response_model=ReloadResponse, responses=_ERRORS)
