@@ -39,11 +39,12 @@ async def test_more_than_1000_tasks_are_a_422_naming_the_cap(api: httpx.AsyncCli
 
 
 async def test_errors_found_in_the_checking_process_keep_their_file_and_line(api: httpx.AsyncClient) -> None:
-    text = big_definition(10, name="broken-big").replace("depends_on: [c0]", "depends_on: [ghost]")
+    # 60 tasks are over INLINE_CHECK_BYTES: checked in the other process
+    text = big_definition(60, name="broken-big").replace("depends_on: [c0]", "depends_on: [ghost]")
     answer = await api.post("/workflows", json={"yaml": text, "file": "broken.yaml"})
     assert answer.status_code == 422, answer.text
     errors = answer.json()["errors"]
     line = text.splitlines().index("    depends_on: [ghost]") + 1
     assert [(e["path"], e["file"], e["line"], e["message"]) for e in errors] == [
-        ("tasks[5].depends_on[0]", "broken.yaml", line, "unknown task 'ghost'")
+        ("tasks[30].depends_on[0]", "broken.yaml", line, "unknown task 'ghost'")
     ]

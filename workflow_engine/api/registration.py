@@ -54,23 +54,30 @@ class _RetryError(Exception):
 
 # One process checks definitions for the API, started on first use (the startup scan of the workflows directory).
 _pool: ProcessPoolExecutor | None = None
+# Definitions up to this size are checked on the event loop (about 4 ms at most, measured in bench/registration.py).
+INLINE_CHECK_BYTES = 8 * 1024
 
 
-async def off_loop(call: Callable[..., T], /, *args: object, **kwargs: object) -> T:
-    """Run CPU-bound definition work (`dsl.prepared`) in a separate process and await its result.
+async def off_loop(call: Callable[..., T], text: str, /, **kwargs: object) -> T:
+    """Run CPU-bound definition work (`dsl.prepared`) on `text` in a separate process and await its result.
+
+    A text up to INLINE_CHECK_BYTES is checked right here: it takes a few milliseconds, less than the trip to
+    the other process.
 
     A 1,000-task definition takes a few hundred milliseconds of pure-Python CPU: on the event loop it stalls
     every request, and in a thread it still holds the GIL in long stretches (measured in bench/registration.py).
     Errors raised there (`DslError`) are raised here. A pool whose process died is replaced once.
     """
     global _pool
+    if len(text) <= INLINE_CHECK_BYTES:
+        return call(text, **kwargs)
     loop = asyncio.get_running_loop()
     for attempt in (1, 2):
         if _pool is None:
             _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         pool = _pool
         try:
-            return await loop.run_in_executor(pool, functools.partial(call, *args, **kwargs))
+            return await loop.run_in_executor(pool, functools.partial(call, text, **kwargs))
         except BrokenProcessPool:
             if _pool is pool:
                 _pool = None
