@@ -9,6 +9,7 @@ durations. Continue-as-new runs on a dedicated dev server told to suggest it aft
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 import uuid
@@ -488,6 +489,45 @@ tasks:
     await eventually(marker.exists, within=5, what="the long activity seeing its cancellation")
     assert marker.read_text() == "cancelled"
     assert time.monotonic() - began < 15
+
+
+async def test_cancelling_the_run_cancels_a_lone_running_task(run_yaml: Runner, workflows_dir: Path) -> None:
+    # one task at a time, so each runs in the run's own coroutine (no task of its own): the cancellation reaches it
+    marker = workflows_dir / "cancelled.txt"
+    cancelling: list[asyncio.Task[None]] = []
+
+    async def cancel_when_long_runs(handle: WorkflowHandle[Any, Any]) -> None:
+        async def long_runs() -> bool:
+            state = await handle.query("status")
+            return any(t["id"] == "long" and t["status"] == "running" for t in state["tasks"])
+
+        await eventually(long_runs, within=20, interval=0.05, what="the long task running")
+        await handle.cancel()
+
+    outcome = await run_yaml(
+        """
+name: cancel-lone
+params:
+  marker: {type: string, required: true}
+tasks:
+  - {id: first, activity_type: log, config: {message: first}}
+  - id: long
+    activity_type: python
+    config: {function: "helpers:wait_for_cancel", args: [30, "${{ params.marker }}"]}
+    timeouts: {heartbeat: 1s}
+  - {id: after, activity_type: log, config: {message: unreachable}}
+""",
+        {"marker": str(marker)},
+        on_start=lambda handle: cancelling.append(asyncio.create_task(cancel_when_long_runs(handle))),
+    )
+    await cancelling[0]
+    assert outcome.failure is not None
+    assert outcome.state["status"] == "cancelled"
+    statuses = {t["id"]: t["status"] for t in outcome.state["tasks"]}
+    assert statuses == {"first": "completed", "long": "cancelled", "after": "pending"}
+    assert await _events(outcome.handle, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
+    assert await _events(outcome.handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED)
+    await eventually(marker.exists, within=5, what="the long activity seeing its cancellation")
 
 
 async def test_continue_on_error_does_not_cancel_siblings_and_dependents_run(run_yaml: Runner) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
+from heapq import heappop, heappush
 from typing import Any
 
 from temporalio import workflow
@@ -42,6 +43,10 @@ with workflow.unsafe.imports_passed_through():
 # the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
 from .approvals import check, outcome, refusal
 from .steps import SECRETS, FanOutFailed, StepFailed, Steps, cancel_requested
+
+# Looked up once: each read of a module attribute in workflow code goes through the sandbox's module proxy.
+_create_task = asyncio.create_task
+_FIRST_COMPLETED = asyncio.FIRST_COMPLETED
 
 
 class _RunFailed(Exception):
@@ -254,38 +259,95 @@ class Interpreter:
         await self._run_dag(self.definition.on_failure, fail_fast=False)
 
     async def _run_dag(self, tasks: Sequence[Task], *, fail_fast: bool) -> None:
+        """Run `tasks` as their dependencies allow, ready ones in definition order, at most `max_parallel` at once."""
         assert self.definition is not None
-        graph = task_graph(tasks)
-        by_id = {t.id: t for t in tasks}
-        pending = [t.id for t in tasks if not self.tasks[t.id].status.finished]
-        running: dict[str, asyncio.Task[None]] = {}
+        max_parallel = self.definition.max_parallel
+        ready, dependents, remaining, pending = self._readiness(tasks)
+        running: dict[int, asyncio.Task[None]] = {}  # by definition index, in start order
+        inline = self._may_run_inline()
         while pending or running:
             if not running and fail_fast and workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
-            for task_id in list(pending):
-                if len(running) >= self.definition.max_parallel:
-                    break
-                if all(self.tasks[dep].status.finished for dep in graph[task_id]):
-                    pending.remove(task_id)
-                    running[task_id] = asyncio.create_task(self._run_task(by_id[task_id]))
+            if inline and not running and ready and (len(ready) == 1 or max_parallel == 1):
+                index = heappop(ready)  # the one task that would start, while nothing runs: run it here, no task
+                pending -= 1
+                await self._run_task(tasks[index])
+                if cancel_requested():  # the run was cancelled and the task ended without saying so
+                    raise asyncio.CancelledError
+                await self._stop_if_fatal(tasks[index], fail_fast, running)
+                self._release(dependents[index], remaining, ready)
+                continue
+            while ready and len(running) < max_parallel:
+                index = heappop(ready)
+                pending -= 1
+                running[index] = _create_task(self._run_task(tasks[index]))
             if not running:
                 return
             try:
-                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                await workflow.wait(list(running.values()), return_when=_FIRST_COMPLETED)
             except asyncio.CancelledError:  # the run is cancelled: stop what runs so each task records it
                 for other in running.values():
                     other.cancel()
                 await workflow.wait(list(running.values()))
                 raise
-            for task_id in [tid for tid, fut in running.items() if fut.done()]:
-                running.pop(task_id).result()
-                state = self.tasks[task_id]
-                if fail_fast and state.status.fatal and not by_id[task_id].continue_on_error:
-                    for other in running.values():
-                        other.cancel()
-                    if running:
-                        await workflow.wait(list(running.values()))
-                    raise _RunFailed(task_id, state.error or state.status.value)
+            for index in [i for i, fut in running.items() if fut.done()]:
+                running.pop(index).result()
+                await self._stop_if_fatal(tasks[index], fail_fast, running)
+                self._release(dependents[index], remaining, ready)
+
+    def _may_run_inline(self) -> bool:
+        """Whether a task that starts alone may run in the run's own coroutine instead of a task of its own.
+
+        Inline, it spends fewer event-loop callbacks, which changes nothing a history records while the DAG is the
+        only code that sends commands. An approval `update` sends its own (accepted, completed), and finishing in
+        the same workflow task as a step it could then come after that step's commands instead of before: runs
+        of a definition with an approval task keep a task per step, so their histories replay as they were.
+        """
+        assert self.definition is not None
+        return not any(isinstance(t, ApprovalTask) for t in (*self.definition.tasks, *self.definition.on_failure))
+
+    def _readiness(self, tasks: Sequence[Task]) -> tuple[list[int], list[list[int]], list[int], int]:
+        """Index the tasks not finished yet: ready ones, dependents, dependencies left, how many there are.
+
+        Ready tasks are a heap of definition indexes (so they start in definition order); each task lists the
+        unfinished tasks that depend on it and counts its own unfinished dependencies.
+        """
+        graph = task_graph(tasks)
+        position = {t.id: i for i, t in enumerate(tasks)}
+        dependents: list[list[int]] = [[] for _ in tasks]
+        remaining = [0] * len(tasks)
+        ready: list[int] = []  # increasing, so already a heap
+        pending = 0
+        for index, task in enumerate(tasks):
+            if self.tasks[task.id].status.finished:
+                continue
+            pending += 1
+            for dep in graph[task.id]:
+                if not self.tasks[dep].status.finished:
+                    remaining[index] += 1
+                    if dep in position:  # one outside these tasks stays unfinished, as the task waiting for it
+                        dependents[position[dep]].append(index)
+            if not remaining[index]:
+                ready.append(index)
+        return ready, dependents, remaining, pending
+
+    @staticmethod
+    def _release(dependents: list[int], remaining: list[int], ready: list[int]) -> None:
+        """Count one more finished dependency for each of `dependents`; those with none left become ready."""
+        for index in dependents:
+            remaining[index] -= 1
+            if not remaining[index]:
+                heappush(ready, index)
+
+    async def _stop_if_fatal(self, task: Task, fail_fast: bool, running: dict[int, asyncio.Task[None]]) -> None:
+        """Fail the run when `task` ended fatally and it may not go on, once the tasks still running are cancelled."""
+        state = self.tasks[task.id]
+        if fail_fast and state.status.fatal and not task.continue_on_error:
+            for other in running.values():
+                other.cancel()
+            if running:
+                await workflow.wait(list(running.values()))
+            raise _RunFailed(task.id, state.error or state.status.value)
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)

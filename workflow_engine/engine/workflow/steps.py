@@ -19,6 +19,9 @@ from .options import LOCAL_ACTIVITY_TYPES, ActivityOptions, activity_options, ac
 
 SECRETS = frozenset({"secrets"})
 
+# Looked up once: each read of a module attribute in workflow code goes through the sandbox's module proxy.
+_current_task = asyncio.current_task
+
 
 def item_scope(task: ActivityTask | WorkflowTask, context: dict[str, Any]) -> dict[str, Any]:
     """The part of the context a fan-out item's templates read (a batch child gets only this)."""
@@ -87,7 +90,7 @@ async def _settle(futures: list[asyncio.Task[tuple[Any, int]]], failures: list[E
 
 def cancel_requested() -> bool:
     """Whether the running task or item was asked to cancel (its activity or child then fails with the cancellation)."""
-    current = asyncio.current_task()
+    current = _current_task()
     return current is not None and current.cancelling() > 0
 
 
@@ -98,6 +101,7 @@ class Steps:
         """Serve the run of `run_input` (its pins: children, batch size, kind queues, who started it)."""
         self.run_input = run_input
         self.options: dict[str, ActivityOptions] = {}  # per task id, resolved once
+        self.templated: dict[str, bool] = {}  # per task id: whether its config holds a template at all
 
     async def sleep(self, task: SleepTask, context: dict[str, Any]) -> None:
         """Wait on a durable timer for a duration or until a moment."""
@@ -245,7 +249,11 @@ class Steps:
     async def _activity(
         self, task: ActivityTask, definition: WorkflowDefinition, scope: dict[str, Any], index: int | None
     ) -> tuple[Any, int]:
-        config = render(task.config, scope, defer=SECRETS)
+        templated = self.templated.get(task.id)
+        if templated is None:
+            templated = self.templated[task.id] = next(iter_templates(task.config), None) is not None
+        # a config without templates renders to an equal copy of itself: send it as it is (no copy per step)
+        config = render(task.config, scope, defer=SECRETS) if templated else task.config
         options = self.options.get(task.id)
         if options is None:
             options = self.options[task.id] = activity_options(task, definition.defaults)
