@@ -185,6 +185,11 @@ async def test_wait_answers_with_the_finished_run(api: httpx.AsyncClient) -> Non
     assert body["status"] == "failed" and body["finished_at"]
     assert "cannot import 'broken_module'" in _task(body, "call")["error"]
     assert body["workflow_id"] == "broken" and body["revision"] == 1 and body["parameters"] == {}
+    # the wait answers from the result it waited for and the run's recorded states: the same as a later GET
+    assert body == await _detail(api, body["execution_id"])
+    completed = await _execute(api, "hello", {"parameters": {"who": "Ada"}}, params={"wait": "true"}, expect=200)
+    assert completed["status"] == "completed" and completed["output"]["greeting"] == "Hello, Ada!"
+    assert completed == await _detail(api, completed["execution_id"])
 
 
 async def test_wait_gives_up_after_the_timeout(api: httpx.AsyncClient) -> None:

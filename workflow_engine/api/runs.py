@@ -27,6 +27,7 @@ from workflow_engine.dsl import WorkflowDefinition, resolve_params
 from workflow_engine.engine.client.executions import (
     ExecutionExistsError,
     IndexMemo,
+    Outcome,
     RunDescription,
     describe_execution,
     execution_input,
@@ -297,7 +298,9 @@ async def _declared_tasks(session: AsyncSession, record: Execution, never_ran: b
     return [TaskState(id=t.id, name=t.display_name, status=status) for t in definition.tasks]
 
 
-async def execution_detail(*, session: AsyncSession, temporal: Client, execution_id: str) -> ExecutionDetail:
+async def execution_detail(
+    *, session: AsyncSession, temporal: Client, execution_id: str, known: Outcome | None = None
+) -> ExecutionDetail:
     """Return a run's status, every task's state, output and error (live from Temporal) with its index entry.
 
     Temporal and the database are read at the same time; the database's short reads end before Temporal answers
@@ -308,7 +311,7 @@ async def execution_detail(*, session: AsyncSession, temporal: Client, execution
         UnavailableError: Temporal cannot be reached.
     """
     live, stored = await asyncio.gather(
-        describe_execution(temporal, execution_id), _stored(session, execution_id), return_exceptions=True
+        describe_execution(temporal, execution_id, known), _stored(session, execution_id), return_exceptions=True
     )
     if isinstance(live, BaseException):
         raise live

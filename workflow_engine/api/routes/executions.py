@@ -83,9 +83,9 @@ def _started(run: StartedRun) -> JSONResponse:
 
 
 async def _waited(session: SessionDep, temporal: TemporalDep, execution_id: str, seconds: float) -> JSONResponse:
-    finished = await wait_closed(temporal, execution_id, seconds)
-    detail = await execution_detail(session=session, temporal=temporal, execution_id=execution_id)
-    return _json(detail, 200 if finished else 202)
+    outcome = await wait_closed(temporal, execution_id, seconds)
+    detail = await execution_detail(session=session, temporal=temporal, execution_id=execution_id, known=outcome)
+    return _json(detail, 200 if outcome is not None else 202)
 
 
 @router.post(

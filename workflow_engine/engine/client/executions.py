@@ -231,7 +231,7 @@ async def execution_input(client: Client, execution_id: str) -> RunInput:
     raise NotFoundError(f"execution {execution_id!r} has no readable input")
 
 
-async def describe_execution(client: Client, execution_id: str) -> dict[str, Any]:
+async def describe_execution(client: Client, execution_id: str, known: Outcome | None = None) -> dict[str, Any]:
     """Return status, task states, output and error of one run, live from Temporal.
 
     Describe and the status query go together (one round trip). The query is refused by Temporal itself when the
@@ -241,10 +241,16 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
 
     `tasks_source` is `worker` when the states come from the interpreter (its memo or a worker's answer), else
     None (`tasks` is then empty); `never_ran` tells that no workflow task has completed yet, and `index` is the
-    run's index memo.
+    run's index memo. `known`: how the run ended, when a result call just told (`wait_closed`): then describe
+    alone answers a run with its recorded states.
     """
     handle = client.get_workflow_handle(execution_id)
-    description, answer = await _both(_describe(client, execution_id), _task_states(client, handle, open_only=True))
+    if known is not None:
+        description, answer = await _describe(client, execution_id), None
+        if not _temporal_status(description).closed:  # not the run the result came from: read it as usual
+            return await describe_execution(client, execution_id)
+    else:
+        description, answer = await _both(_describe(client, execution_id), _task_states(client, handle, open_only=True))
     status = _temporal_status(description)
     if answer is None and not status.closed:  # it closed between the two calls
         description = await _describe(client, execution_id)
@@ -254,10 +260,10 @@ async def describe_execution(client: Client, execution_id: str) -> dict[str, Any
         output, error = None, None
     elif (recorded := await _recorded_states(description)) is not None:
         tasks, tasks_source = recorded, "worker"
-        output, error = await _outcome(client, handle, status)
+        output, error = await _outcome(client, handle, status, known)
     else:
         (tasks, tasks_source), (output, error) = await _both(
-            _replayed_states(client, handle), _outcome(client, handle, status)
+            _replayed_states(client, handle), _outcome(client, handle, status, known)
         )
     if status == RunStatus.RUNNING and any(t.get("status") == TaskStatus.WAITING_APPROVAL for t in tasks):
         status = RunStatus.WAITING_APPROVAL
@@ -326,23 +332,43 @@ async def _task_states(
     return list(state.get("tasks", [])), "worker"
 
 
-async def _outcome(client: Client, handle: WorkflowHandle[Any, Any], status: RunStatus) -> tuple[Any, str | None]:
-    """Return (output, error): the output of a completed run, the error of a failed one, else neither."""
+async def _outcome(
+    client: Client, handle: WorkflowHandle[Any, Any], status: RunStatus, known: Outcome | None = None
+) -> tuple[Any, str | None]:
+    """Return (output, error): the output of a completed run, the error of a failed one, else neither.
+
+    `known` is what a result call already answered (no second call then).
+    """
     if status not in (RunStatus.COMPLETED, RunStatus.FAILED):
         return None, None
-    try:
-        async with temporal_call(client, handle.id):
-            output = await handle.result(rpc_timeout=RPC_TIMEOUT)
-    except WorkflowFailureError as exc:
-        cause = exc.cause
-        return None, getattr(cause, "message", None) or str(cause)
-    except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
-        return None, f"the output is no longer available: {exc.message}"
-    return (output if status == RunStatus.COMPLETED else None), None
+    if known is None:
+        try:
+            async with temporal_call(client, handle.id):
+                known = Outcome(output=await handle.result(rpc_timeout=RPC_TIMEOUT))
+        except WorkflowFailureError as exc:
+            known = Outcome(error=_failure_message(exc))
+        except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
+            known = Outcome(error=f"the output is no longer available: {exc.message}")
+    if status == RunStatus.COMPLETED:
+        return known.output, known.error
+    return None, known.error
 
 
-async def wait_closed(client: Client, execution_id: str, seconds: float) -> bool:
-    """Wait until a run closes (following continue-as-new), at most `seconds`; return whether it closed.
+@dataclass(frozen=True)
+class Outcome:
+    """How a closed run ended, as its result call answered: its output, or the error it failed with."""
+
+    output: Any = None
+    error: str | None = None
+
+
+def _failure_message(exc: WorkflowFailureError) -> str:
+    cause = exc.cause
+    return getattr(cause, "message", None) or str(cause)
+
+
+async def wait_closed(client: Client, execution_id: str, seconds: float) -> Outcome | None:
+    """Wait until a run closes (following continue-as-new), at most `seconds`; None when it has not closed.
 
     Raises:
         NotFoundError: Temporal does not know the run.
@@ -351,12 +377,14 @@ async def wait_closed(client: Client, execution_id: str, seconds: float) -> bool
     handle = client.get_workflow_handle(execution_id)
     async with temporal_call(client, execution_id, rpc_timeout=None):  # the wait has a limit of its own
         try:
-            await asyncio.wait_for(handle.result(), seconds)
+            output = await asyncio.wait_for(handle.result(), seconds)
         except TimeoutError:
-            return False
-        except (WorkflowFailureError, GoneError):  # failed, cancelled, terminated, timed out, or an unreadable result
-            return True
-    return True
+            return None
+        except WorkflowFailureError as exc:  # failed, cancelled, terminated or timed out
+            return Outcome(error=_failure_message(exc))
+        except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
+            return Outcome(error=f"the output is no longer available: {exc.message}")
+    return Outcome(output=output)
 
 
 async def _stop(client: Client, execution_id: str, outcome: RunStatus, stop: Callable[[], Awaitable[None]]) -> None:
