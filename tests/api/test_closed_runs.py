@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from tests.polling import eventually
 from workflow_engine.api import create_app
+from workflow_engine.engine.client.executions import execution_input
 from workflow_engine.engine.types import FINAL_MEMO, STATUS_QUERY
 from workflow_engine.settings import Settings
 
@@ -160,3 +161,18 @@ async def test_a_run_without_final_states_in_its_memo_asks_a_worker(
     assert (body["status"], body["tasks_source"]) == ("completed", "declared")  # nobody could answer
     assert _states(body) == [("report", "unknown"), ("summary", "unknown")]
     assert body["output"] == answered["output"]
+
+
+async def test_a_failed_run_resumes_from_its_recorded_states_without_a_worker(
+    client: Client, settings: Settings, workflows_dir: Path
+) -> None:
+    (workflows_dir / "closing_fails.yaml").write_text(FAILING)
+    async for api in _serve(client, settings):
+        execution_id = await _run(api, "closing-fails")
+    async with _no_worker(client, settings) as api:  # a status query could only time out: a 503
+        response = await api.post(f"/executions/{execution_id}/retry", json={})
+    assert response.status_code == 202, response.text
+    resumed = await execution_input(client, response.json()["execution_id"])
+    assert resumed.resume is not None
+    kept = {task_id: state["status"] for task_id, state in resumed.resume["tasks"].items()}
+    assert kept.get("first") == "completed" and "broken" not in kept and "never" not in kept

@@ -295,6 +295,17 @@ async def _both(first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
                 task.exception()  # retrieved: a failure of the other call is not logged as never retrieved
 
 
+async def recorded_states(client: Client, execution_id: str) -> list[dict[str, Any]] | None:
+    """The final task states a closed run's interpreter recorded in its memo; None when it has none (or runs).
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        UnavailableError: Temporal cannot be reached.
+    """
+    description = await _describe(client, execution_id)
+    return await _recorded_states(description) if _temporal_status(description).closed else None
+
+
 async def _recorded_states(description: WorkflowExecutionDescription) -> list[dict[str, Any]] | None:
     """The task states a closed run's interpreter recorded in its memo; None when it has none we can read."""
     try:

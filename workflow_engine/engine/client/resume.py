@@ -15,6 +15,7 @@ from workflow_engine.errors import ConflictError, UnavailableError, ValidationFa
 
 from ..types import STATUS_QUERY, TaskState, TaskStatus
 from .errors import temporal_call
+from .executions import recorded_states
 
 # A closed run answers the status query from a worker that replays its history: allow for a long one.
 FINAL_STATE_TIMEOUT = timedelta(seconds=15)
@@ -31,12 +32,18 @@ class RetryMode(StrEnum):
 
 
 async def final_states(client: Client, execution_id: str) -> dict[str, TaskState]:
-    """The task states a closed run ended with, as its `status` query reports them (a worker replays it).
+    """The task states a closed run ended with: recorded in its memo, else as its `status` query reports them.
+
+    Only a run without recorded states (terminated, timed out, too large, closed before they were recorded)
+    needs a worker, which replays it to answer.
 
     Raises:
         UnavailableError: No worker answered (the message says how to go on), or Temporal is down.
         NotFoundError: Temporal no longer has the run.
     """
+    recorded = await recorded_states(client, execution_id)
+    if recorded is not None:
+        return {task["id"]: TaskState.from_json(task) for task in recorded if "id" in task}
     handle = client.get_workflow_handle(execution_id)
     try:
         async with temporal_call(client, execution_id, rpc_timeout=FINAL_STATE_TIMEOUT):
