@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 
 from bench.registration import big_definition
+from tests.conftest import REPO_ROOT
+from tests.polling import eventually_sync
 
 YAML = {"content-type": "application/yaml"}
 
@@ -48,3 +54,46 @@ async def test_errors_found_in_the_checking_process_keep_their_file_and_line(api
     assert [(e["path"], e["file"], e["line"], e["message"]) for e in errors] == [
         ("tasks[30].depends_on[0]", "broken.yaml", line, "unknown task 'ghost'")
     ]
+
+
+_KILLED_PARENT = """
+import asyncio, sys, time
+from bench.registration import big_definition
+from workflow_engine.api import registration
+from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES
+from workflow_engine.dsl.prepared import prepare
+
+async def main():
+    await registration.off_loop(prepare, big_definition(60, name="x"), file="x",
+                                activity_types=BUILTIN_ACTIVITY_TYPES, python_modules=None)
+    print(*registration._pool._processes, flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_checking_process_leaves_when_the_api_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "api_like.py"
+    script.write_text(_KILLED_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline().split()[0])  # the pool's process, once it has checked a definition
+        assert Path(f"/proc/{child}").exists()
+        parent.kill()  # SIGKILL: no atexit, no pool shutdown
+        parent.wait(timeout=10)
+        eventually_sync(lambda: not Path(f"/proc/{child}").exists() or _zombie(child), within=10,
+                        what="the orphaned checking process exits")  # fmt: skip
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

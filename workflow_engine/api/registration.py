@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import os
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,7 @@ from workflow_engine.dsl import BUILTIN_ACTIVITY_TYPES, DslError, Issue
 from workflow_engine.dsl.prepared import Prepared, prepare
 from workflow_engine.dsl.prepared import content_hash as content_hash  # revisions are hashed there
 from workflow_engine.errors import ConflictError
+from workflow_engine.lifeline import exit_with_parent
 from workflow_engine.storage import repository
 
 logger = logging.getLogger(__name__)
@@ -74,7 +76,10 @@ async def off_loop(call: Callable[..., T], text: str, /, **kwargs: object) -> T:
     loop = asyncio.get_running_loop()
     for attempt in (1, 2):
         if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )  # fmt: skip
         pool = _pool
         try:
             return await loop.run_in_executor(pool, functools.partial(call, text, **kwargs))
