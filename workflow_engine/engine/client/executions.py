@@ -353,13 +353,8 @@ async def _outcome(
     if status not in (RunStatus.COMPLETED, RunStatus.FAILED):
         return None, None
     if known is None:
-        try:
-            async with temporal_call(client, handle.id):
-                known = Outcome(output=await handle.result(rpc_timeout=RPC_TIMEOUT))
-        except WorkflowFailureError as exc:
-            known = Outcome(error=_failure_message(exc))
-        except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
-            known = Outcome(error=f"the output is no longer available: {exc.message}")
+        async with temporal_call(client, handle.id):
+            known = await _ended(handle.result(rpc_timeout=RPC_TIMEOUT))
     if status == RunStatus.COMPLETED:
         return known.output, known.error
     return None, known.error
@@ -373,9 +368,15 @@ class Outcome:
     error: str | None = None
 
 
-def _failure_message(exc: WorkflowFailureError) -> str:
-    cause = exc.cause
-    return getattr(cause, "message", None) or str(cause)
+async def _ended(result: Awaitable[Any]) -> Outcome:
+    """Await a run's result call as its Outcome: the output, or the error it failed with."""
+    try:
+        return Outcome(output=await result)
+    except WorkflowFailureError as exc:  # failed, cancelled, terminated or timed out
+        cause = exc.cause
+        return Outcome(error=getattr(cause, "message", None) or str(cause))
+    except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
+        return Outcome(error=f"the output is no longer available: {exc.message}")
 
 
 async def wait_closed(client: Client, execution_id: str, seconds: float) -> Outcome | None:
@@ -388,14 +389,9 @@ async def wait_closed(client: Client, execution_id: str, seconds: float) -> Outc
     handle = client.get_workflow_handle(execution_id)
     async with temporal_call(client, execution_id, rpc_timeout=None):  # the wait has a limit of its own
         try:
-            output = await asyncio.wait_for(handle.result(), seconds)
+            return await asyncio.wait_for(_ended(handle.result()), seconds)
         except TimeoutError:
             return None
-        except WorkflowFailureError as exc:  # failed, cancelled, terminated or timed out
-            return Outcome(error=_failure_message(exc))
-        except GoneError as exc:  # e.g. the output was stored by reference and that row was deleted
-            return Outcome(error=f"the output is no longer available: {exc.message}")
-    return Outcome(output=output)
 
 
 async def _stop(client: Client, execution_id: str, outcome: RunStatus, stop: Callable[[], Awaitable[None]]) -> None:
