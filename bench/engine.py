@@ -2,8 +2,10 @@
 
 One process starts one Temporal dev server (SQLite file, WAL pragmas) and two workers on separate task
 queues: `build_worker` (the dynamic interpreter and the built-in activities) and a worker for the
-hand-written workflows below. Both use the sandboxed runner with the same passthrough modules and the
-same activity concurrency. Remote steps are `python` tasks calling an async no-op on one side and a
+hand-written workflows below, in the SDK's default sandbox (with the same passthrough modules and the same
+activity concurrency). The interpreter runs as the worker runs it: outside the sandbox unless
+WORKER_WORKFLOW_SANDBOX=true (`worker.workflow_runner`); the `local` scenario also compares it with the
+hand-written local-activity workflow outside the sandbox (a third worker), for information. Remote steps are `python` tasks calling an async no-op on one side and a
 registered no-op activity taking and returning a small dataclass on the other; `log` tasks (local
 activities in the interpreter) are compared with local activities.
 
@@ -201,7 +203,7 @@ if not workflow.unsafe.in_sandbox():
     from rich.table import Table
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
-    from temporalio.worker import Worker
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     from workflow_engine.devserver import temporal_binary
@@ -274,6 +276,7 @@ if not workflow.unsafe.in_sandbox():
         dsl_queue: str
         raw_queue: str
         fan_out_batch: int  # what the API pins (setting FAN_OUT_BATCH_SIZE)
+        unsandboxed_queue: str = ""  # the hand-written workflows again, outside the sandbox as the interpreter runs
 
         async def dsl(
             self, registered: Registered, params: dict[str, object] | None = None, fan_out_batch: int | None = None
@@ -297,10 +300,13 @@ if not workflow.unsafe.in_sandbox():
             )
             await self.client.get_workflow_handle(execution_id).result()
 
-        async def raw(self, run: Callable[[Any, RawInput], Awaitable[list[int]]], arg: RawInput) -> None:
-            """Start one hand-written run and wait for its result."""
+        async def raw(
+            self, run: Callable[[Any, RawInput], Awaitable[list[int]]], arg: RawInput, *, sandboxed: bool = True
+        ) -> None:
+            """Start one hand-written run (in the SDK's default sandbox, or not) and wait for its result."""
             execution_id = f"bench-raw-{uuid.uuid4().hex}"
-            await self.client.start_workflow(run, arg, id=execution_id, task_queue=self.raw_queue)
+            queue = self.raw_queue if sandboxed else self.unsandboxed_queue
+            await self.client.start_workflow(run, arg, id=execution_id, task_queue=queue)
             await self.client.get_workflow_handle(execution_id).result()
 
     def _server_cpu() -> float:
@@ -387,7 +393,12 @@ if not workflow.unsafe.in_sandbox():
                     Row("sequential log (local)", f"{sizes.local} steps", sizes.local, extra=True),
                     lambda: h.dsl(local),
                     lambda: h.raw(RawLocalSequential.run, RawInput(sizes.local)),
-                )
+                ),
+                (
+                    Row("sequential log, raw unsandboxed", f"{sizes.local} steps", sizes.local, extra=True),
+                    lambda: h.dsl(local),
+                    lambda: h.raw(RawLocalSequential.run, RawInput(sizes.local), sandboxed=False),
+                ),
             ],
         }
 
@@ -490,6 +501,7 @@ if not workflow.unsafe.in_sandbox():
                     dsl_queue=f"bench-dsl-{uuid.uuid4().hex}",
                     raw_queue=f"bench-raw-{uuid.uuid4().hex}",
                     fan_out_batch=settings.fan_out_batch_size,
+                    unsandboxed_queue=f"bench-raw-unsandboxed-{uuid.uuid4().hex}",
                 )
                 raw_worker = Worker(
                     client,
@@ -501,7 +513,15 @@ if not workflow.unsafe.in_sandbox():
                         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
                     ),
                 )
-                async with build_worker(client, settings, task_queue=h.dsl_queue), raw_worker:
+                unsandboxed_worker = Worker(
+                    client,
+                    task_queue=h.unsandboxed_queue,
+                    workflows=[RawLocalSequential],
+                    activities=[log_activity],
+                    max_concurrent_activities=settings.worker_max_concurrent_activities,
+                    workflow_runner=UnsandboxedWorkflowRunner(),
+                )
+                async with build_worker(client, settings, task_queue=h.dsl_queue), raw_worker, unsandboxed_worker:
                     rows = await measure(h, sizes, names, repeat, args.warmup, console)
             finally:
                 await env.shutdown()

@@ -21,14 +21,13 @@ from opentelemetry.trace import SpanKind
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tests.conftest import REPO_ROOT
 from workflow_engine.api import create_app
 from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.settings import Settings
 from workflow_engine.tracing import temporal_interceptors, tracer_provider
-from workflow_engine.worker import PASSTHROUGH_MODULES, build_worker
+from workflow_engine.worker import build_worker, workflow_runner
 
 Json = dict[str, Any]
 
@@ -105,8 +104,7 @@ async def test_tracing_adds_headers_not_commands_so_runs_replay_with_or_without_
     assert "_tracer-data" in started.header.fields
     assert "_tracer-data" not in plain.events[0].workflow_execution_started_event_attributes.header.fields
     assert [e.event_type for e in traced.events] == [e.event_type for e in plain.events]
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    runner = SandboxedWorkflowRunner(restrictions=restrictions)
+    runner = workflow_runner(sandboxed=True)
     for interceptors in ([], temporal_interceptors(_provider(InMemorySpanExporter(), "replay"))):
         replayer = Replayer(workflows=[Interpreter], workflow_runner=runner, interceptors=interceptors)
         for history in (traced, plain):

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = Field(
         500, ge=0, description="Workflows a worker keeps in memory; others (e.g. paused runs) are replayed on demand."
     )
+    worker_workflow_sandbox: bool = Field(
+        False,
+        description="Run the interpreter in Temporal's workflow sandbox (slower: 1/3 more worker CPU per step); "
+        "off, its determinism is checked in CI by replaying every recorded history in the sandbox.",
+    )
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port a worker serves its Prometheus metrics (`wfe_*`) on; 0 = not served."
     )

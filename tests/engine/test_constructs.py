@@ -25,6 +25,8 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from tests.polling import eventually
 from workflow_engine.devserver import temporal_binary
@@ -866,3 +868,44 @@ async def test_long_sequence_continues_as_new_with_state_intact(
         next_run = continued[0].workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         handle = client.get_workflow_handle(outcome.handle.id, run_id=next_run)
     assert runs >= 2
+
+
+async def test_the_interpreter_runs_the_same_in_the_sandbox(
+    run_yaml: Runner, client: Client, settings: Settings
+) -> None:
+    """WORKER_WORKFLOW_SANDBOX=true: a DAG with set, when, fan-out and log steps runs to the same result."""
+    text = """
+name: sandboxed
+params:
+  items: {type: array, default: [1, 2, 3]}
+tasks:
+  - id: total
+    type: set
+    config: {count: "${{ size(params.items) }}"}
+  - id: each
+    depends_on: [total]
+    for_each: "${{ params.items }}"
+    activity_type: python
+    config: {function: "helpers:echo", args: ["${{ item }}"]}
+  - id: note
+    depends_on: [each]
+    activity_type: log
+    config: {message: "done ${{ tasks.total.output.count }}"}
+  - id: never
+    depends_on: [total]
+    when: "${{ tasks.total.output.count > 10 }}"
+    activity_type: log
+    config: {message: "skipped"}
+output:
+  total: "${{ tasks.total.output.count }}"
+  each: "${{ tasks.each.output }}"
+"""
+    for sandboxed_setting, runner in ((False, UnsandboxedWorkflowRunner), (True, SandboxedWorkflowRunner)):
+        own = settings.model_copy(update={"worker_workflow_sandbox": sandboxed_setting})
+        worker = build_worker(client, own, task_queue=f"runner-{uuid.uuid4().hex}")
+        assert isinstance(worker.config()["workflow_runner"], runner)
+    plain = await run_yaml(text)
+    sandboxed = await run_yaml(text, settings_update={"worker_workflow_sandbox": True})
+    assert plain.failure is None and sandboxed.failure is None
+    assert sandboxed.result == plain.result == {"total": 3, "each": [[1], [2], [3]]}
+    assert [t["status"] for t in sandboxed.state["tasks"]] == ["completed", "completed", "completed", "skipped"]

@@ -7,7 +7,9 @@ patch's new branch: running items finish, waiting ones never start), set, sleep,
 decided by signed and unverified decisions, on_failure, child workflow, continue_on_error, the first run of
 one that continued as new, and runs that completed, failed and were cancelled after the `wfe-final-states-memo`
 patch, which keeps their final task states in the memo).
-Each is replayed with the sandboxed runner the worker uses; a change to the interpreter that would break
+Each is replayed twice: without the sandbox, as the worker runs the interpreter by default, and in the
+sandbox (WORKER_WORKFLOW_SANDBOX=true), which refuses a clock read, randomness or I/O in workflow code: this
+is where such a call is caught when the worker runs unsandboxed. A change to the interpreter that would break
 executions already in flight (a different command sequence for the same history) makes its replay fail.
 
 When a change is deliberate and running executions are handled (drained, or patched with
@@ -26,11 +28,10 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH, FINAL_MEMO, FINAL_STATES_PATCH
 from workflow_engine.engine.workflow.interpreter import Interpreter
-from workflow_engine.worker import PASSTHROUGH_MODULES
+from workflow_engine.worker import workflow_runner
 
 from .record_histories import HISTORIES, SCENARIOS
 
@@ -42,10 +43,9 @@ _ENDINGS = {
 }
 
 
-def _replayer() -> Replayer:
-    """A replayer with the same sandbox (and passthrough modules) as `build_worker`."""
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    return Replayer(workflows=[Interpreter], workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions))
+def _replayer(sandboxed: bool = True) -> Replayer:
+    """A replayer running the interpreter as `build_worker` does, in the sandbox or not."""
+    return Replayer(workflows=[Interpreter], workflow_runner=workflow_runner(sandboxed))
 
 
 def _history(name: str, data: dict[str, Any] | None = None) -> WorkflowHistory:
@@ -57,11 +57,12 @@ def test_every_construct_has_one_recorded_history() -> None:
     assert sorted(path.stem for path in HISTORIES.glob("*.json")) == sorted(SCENARIOS)
 
 
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-async def test_recorded_history_replays_deterministically(name: str) -> None:
+async def test_recorded_history_replays_deterministically(name: str, sandboxed: bool) -> None:
     history = _history(name)
     assert history.events[-1].event_type == _ENDINGS[SCENARIOS[name].ends]  # the recording ran to its end
-    result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    result = await _replayer(sandboxed).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure}"
 
 
