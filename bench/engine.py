@@ -5,9 +5,10 @@ queues: `build_worker` (the dynamic interpreter and the built-in activities) and
 hand-written workflows below, in the SDK's default sandbox (with the same passthrough modules and the same
 activity concurrency). The interpreter runs as the worker runs it: outside the sandbox unless
 WORKER_WORKFLOW_SANDBOX=true (`worker.workflow_runner`); the `local` scenario also compares it with the
-hand-written local-activity workflow outside the sandbox (a third worker), for information. Remote steps are `python` tasks calling an async no-op on one side and a
-registered no-op activity taking and returning a small dataclass on the other; `log` tasks (local
-activities in the interpreter) are compared with local activities.
+hand-written local-activity workflow outside the sandbox (a third worker), for information. Remote steps
+are `python` tasks calling an async no-op on one side and a registered no-op activity taking and returning
+a small dataclass on the other; `log` tasks (local activities in the interpreter) are compared with local
+activities.
 
 Sides run one after the other, never together, alternating which goes first in each repetition, after
 untimed warm-up runs. A sample is the wall time from start to result (for throughput: 200 runs started
