@@ -140,7 +140,7 @@ def prune_payloads(
     """Delete large payloads stored by reference for runs Temporal no longer has, and task logs older than that."""
     from pydantic import TypeAdapter, ValidationError
 
-    from workflow_engine.dsl.model import Duration
+    from workflow_engine.dsl.durations import Duration
     from workflow_engine.engine.activities.tasklogs import prune_task_logs
     from workflow_engine.engine.client.connection import connect
     from workflow_engine.errors import EngineError

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field("127.0.0.1", description="Address both worker metrics ports bind to.")
     api_url: str | None = Field(None, description="API base URL the CLI talks to (default: from API_HOST/API_PORT).")
     api_token: str | None = Field(None, description="Bearer token the CLI sends to the API.")
+    console_url: str | None = Field(
+        None, description="Public base URL of the API that notifications link to (default: from API_HOST/API_PORT)."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server email notifications go through; unset = no email.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Port of SMTP_HOST.")
+    smtp_username: str | None = Field(None, description="SMTP login user (with SMTP_PASSWORD); unset = no login.")
+    smtp_password: str | None = Field(None, description="SMTP login password.")
+    smtp_from: str = Field("workflow-engine@localhost", description="Sender address of email notifications.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS before logging in.")
     approval_signing_key: str | None = Field(
         None, description="Shared secret the API signs approval decisions with and workers verify (HMAC-SHA256)."
     )
@@ -164,6 +173,15 @@ class Settings(BaseSettings):
     def api_base_url(self) -> str:
         """Return the URL the CLI reaches the API at."""
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def console_base_url(self) -> str:
+        """Return the public base URL notifications link to (console pages under `/ui/`), without a final slash."""
+        if self.console_url:
+            return self.console_url.rstrip("/")
+        # an API bound to every interface or to loopback is reached, from this machine, at localhost
+        host = "localhost" if self.api_host in ("", "0.0.0.0", "::", "127.0.0.1", "::1") else self.api_host
+        return f"http://{host}:{self.api_port}"
 
     def read_secret(self, name: str) -> str | None:
         """Return secret NAME from the environment (PREFIX+NAME), else from the secrets file, else None."""

@@ -22,6 +22,7 @@ from workflow_engine.engine.activities.calls import FunctionRunner
 from workflow_engine.engine.activities.http import HttpActivities
 from workflow_engine.engine.activities.metrics import TaskMetricsInterceptor
 from workflow_engine.engine.activities.modules import configured_modules
+from workflow_engine.engine.activities.notify import NotifyActivities
 from workflow_engine.engine.activities.secrets import SecretsInterceptor
 from workflow_engine.engine.activities.shell import ShellActivities
 from workflow_engine.engine.activities.tasklogs import TaskLogInterceptor, TaskLogWriter
@@ -135,9 +136,9 @@ def build_worker(
     """Return a worker for the interpreter workflow and every activity, with one worker per remote activity kind.
 
     The main worker polls `task_queue` (default TEMPORAL_TASK_QUEUE) for workflow tasks, local activities
-    (`log`, the approval audit) and every remote activity of kinds without a limit of their own (on the
-    workflow's queue, Temporal hands them out eagerly with the workflow task). Each remote kind (`python`,
-    `http_request`, `shell`, every plugin) also has a worker on `<queue>/<kind>`, with the kind's limit from
+    (`log`, the approval audit), notifications (`notify`) and every remote activity of kinds without a limit of
+    their own (on the workflow's queue, Temporal hands them out eagerly with the workflow task). Each remote kind
+    (`python`, `http_request`, `shell`, every plugin) also has a worker on `<queue>/<kind>`, with the kind's limit from
     WORKER_ACTIVITY_CONCURRENCY; runs started while that setting named the kind send its activities there.
     Every kind is polled, so a run routed by an API with other limits still runs. The client stores payloads
     over OUTPUT_INLINE_LIMIT_BYTES in the database (`payloads.py`). With tracing on (OTEL_*, or `tracing`), every
@@ -185,7 +186,13 @@ def build_worker(
         client,
         task_queue=queue,
         workflows=[Interpreter],
-        activities=[builtin.log, audit.record_approval, ApprovalVerifier(settings).verify_approval, *remote.values()],
+        activities=[
+            builtin.log,
+            audit.record_approval,
+            ApprovalVerifier(settings).verify_approval,
+            NotifyActivities(settings).notify,
+            *remote.values(),
+        ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=workflow_runner(settings.worker_workflow_sandbox),

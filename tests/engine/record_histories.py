@@ -108,6 +108,17 @@ async def _reject(handle: Handle) -> None:
     )
 
 
+async def _reject_once_notified(handle: Handle) -> None:
+    """Reject once the approval's notification has failed (the recorder has no SMTP server)."""
+
+    async def notified() -> bool:
+        state = await handle.query("status")
+        return any(t["id"] == "sign_off" and t.get("notifications") for t in state["tasks"])
+
+    await eventually(notified, within=20, interval=0.05, what=f"{handle.id}: sign_off notified")
+    await handle.signal("approval", {"task_id": "sign_off", "decision": "reject", "approver": "bob"})
+
+
 async def _cancel_napping(handle: Handle) -> None:
     async def napping() -> bool:
         state = await handle.query("status")
@@ -394,6 +405,21 @@ output: "${{ tasks.first.output }}"
 """,
         "cancelled",
         drive=_cancel_napping,
+    ),
+    # recorded after the `wfe-notify` patch: the approval's email is started without waiting for it and fails
+    # (no SMTP_HOST); the rejection fails the run, whose failure email is awaited (and fails) before it closes
+    "notify": Scenario(
+        """
+name: replay-notify
+notify:
+  email: {to: [ops@example.com]}
+tasks:
+  - id: sign_off
+    type: approval
+    config: {message: "Ship?"}
+""",
+        "failed",
+        drive=_reject_once_notified,
     ),
     # the recorder's server suggests continue-as-new after CONTINUE_AS_NEW_AFTER events: the first run stops
     # at a quiet point between two tasks and hands task states to the next run

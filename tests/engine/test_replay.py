@@ -5,8 +5,9 @@ children and one such child, a for_each whose items fail part-way (the `wfe-fan-
 patch's new branch: running items finish, waiting ones never start), set, sleep, approval approved and rejected
 (recorded before signed approvals, so they replay the `wfe-signed-approvals` patch's old branch), approval
 decided by signed and unverified decisions, on_failure, child workflow, continue_on_error, the first run of
-one that continued as new, and runs that completed, failed and were cancelled after the `wfe-final-states-memo`
-patch, which keeps their final task states in the memo).
+one that continued as new, runs that completed, failed and were cancelled after the `wfe-final-states-memo`
+patch, which keeps their final task states in the memo, and a rejected approval after the `wfe-notify` patch,
+whose approval and failure notifications fail).
 Each is replayed twice: without the sandbox, as the worker runs the interpreter by default, and in the
 sandbox (WORKER_WORKFLOW_SANDBOX=true), which refuses a clock read, randomness or I/O in workflow code: this
 is where such a call is caught when the worker runs unsandboxed. A change to the interpreter that would break
@@ -29,7 +30,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH, FINAL_MEMO, FINAL_STATES_PATCH
+from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH, FINAL_MEMO, FINAL_STATES_PATCH, NOTIFY_PATCH
 from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.worker import workflow_runner
 
@@ -86,7 +87,7 @@ def test_only_the_final_states_histories_keep_them_in_the_memo_before_they_close
     recorded = sorted(name for name in SCENARIOS if name.startswith("final_states_"))
     assert recorded == ["final_states_cancelled", "final_states_completed", "final_states_failed"]
     for name in sorted(SCENARIOS):
-        assert (FINAL_STATES_PATCH in _patches(name)) == (name in recorded), name
+        assert (FINAL_STATES_PATCH in _patches(name)) == (name in recorded or name == "notify"), name
     for name in recorded:
         events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
         assert events[-2]["eventType"] == "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED", name  # just before the close
@@ -97,6 +98,25 @@ def test_only_the_final_states_histories_keep_them_in_the_memo_before_they_close
             "final_states_failed": ["completed", "failed", "completed"],
             "final_states_cancelled": ["completed", "cancelled"],
         }[name]
+
+
+def test_the_notify_history_starts_the_approval_notification_and_awaits_the_failure_one() -> None:
+    for name in sorted(SCENARIOS):
+        assert (NOTIFY_PATCH in _patches(name)) == (name == "notify"), name
+    events = json.loads((HISTORIES / "notify.json").read_text())["events"]
+    kinds = [e["eventType"].removeprefix("EVENT_TYPE_") for e in events]
+    scheduled = [i for i, kind in enumerate(kinds) if kind == "ACTIVITY_TASK_SCHEDULED"]
+    assert [events[i]["activityTaskScheduledEventAttributes"]["activityType"]["name"] for i in scheduled] == [
+        "notify",
+        "notify",
+    ]
+    assert scheduled[0] < kinds.index("WORKFLOW_EXECUTION_SIGNALED") < scheduled[1]  # the approval waited meanwhile
+    assert kinds[-3:] == [
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
+        "WORKFLOW_PROPERTIES_MODIFIED",
+        "WORKFLOW_EXECUTION_FAILED",
+    ]
+    assert kinds.index("ACTIVITY_TASK_FAILED", scheduled[1]) < len(kinds) - 3  # the failure's ended before the close
 
 
 async def test_a_history_the_interpreter_would_not_produce_fails_to_replay() -> None:

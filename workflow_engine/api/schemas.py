@@ -152,6 +152,9 @@ class TaskState(BaseModel):
     )
     items_total: int | None = Field(None, description="A `for_each` task's number of items (once it has started).")
     items_done: int | None = Field(None, description="How many of its items have ended so far.")
+    notifications: list[dict[str, Any]] | None = Field(
+        None, description="Notifications sent about this task (`notify`): `{event, channel, ok, error}` each."
+    )
 
 
 class ApprovalRequest(BaseModel):

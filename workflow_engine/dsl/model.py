@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,49 +20,14 @@ from pydantic import (
     model_validator,
 )
 
+from .durations import Duration
 from .instants import parse_instant
-
-_SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+from .notify import TaskNotify, WorkflowNotify
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TASK_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 MAX_TASKS = 1000
 MAX_FOR_EACH_PARALLEL = 1000
-
-
-def _parse_duration(value: Any) -> Any:
-    """Turn `500ms`/`30s`/`5m`/`2h`/`7d` into a timedelta; leave ISO 8601 to pydantic."""
-    if isinstance(value, bool) or isinstance(value, int | float):
-        raise ValueError("a duration must be a string such as 30s, 5m, 2h, 7d or PT30S")
-    if isinstance(value, str):
-        match = _SHORT_DURATION.match(value)
-        if match:
-            try:
-                return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-            except OverflowError:
-                raise ValueError(f"duration {value!r} is too large") from None
-        if not value.strip().upper().startswith("P"):
-            raise ValueError(f"invalid duration {value!r}; use 500ms, 30s, 5m, 2h, 7d or PT30S")
-    return value
-
-
-def _positive(value: timedelta) -> timedelta:
-    """Reject zero and negative durations."""
-    if value <= timedelta(0):
-        raise ValueError("a duration must be greater than zero")
-    return value
-
-
-DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d)|P.+)$"
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_parse_duration),
-    AfterValidator(_positive),
-    WithJsonSchema(
-        {"type": "string", "pattern": DURATION_PATTERN, "description": "500ms, 30s, 5m, 2h, 7d or ISO 8601 (PT30S)"}
-    ),
-]
 
 
 class _Closed(BaseModel):
@@ -225,6 +189,7 @@ class ApprovalTask(_TaskBase):
 
     type: Literal["approval"]
     config: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    notify: TaskNotify | None = Field(None, description="Who hears that this task waits, instead of the workflow's.")
 
 
 class SleepConfig(_Closed):
@@ -387,6 +352,7 @@ class WorkflowDefinition(_Closed):
     schedules: list[Schedule] = Field(default_factory=list)
     tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
     on_failure: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
+    notify: WorkflowNotify | None = Field(None, description="Default notifications: approvals waiting, run failures.")
     output: Any = None
 
     @field_validator("version", mode="before")

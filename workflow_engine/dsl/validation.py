@@ -29,7 +29,7 @@ _SCOPE_RULES = {
     "item": "only inside the config of a for_each task",
     "index": "only inside the config of a for_each task",
     "error": "only in on_failure tasks",
-    "secrets": "only in the config of activity tasks, where the worker resolves it",
+    "secrets": "only in the config of activity tasks and in notify webhooks, where the worker resolves it",
 }
 
 
@@ -111,6 +111,10 @@ def check_semantics(
         problems.extend(_check_task_expressions(("on_failure", i), task, None, known, in_handler=True))
     for sub, source in iter_templates(data.get("output")):
         problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, {"secrets"}))
+    for sub, source in iter_templates(data.get("notify")):
+        # rendered as an approval starts waiting or as the run fails: any task may be read, in any state
+        forbidden = {*_FAN_OUT_NAMES, "error", *(() if sub[:1] == ("webhook",) else ("secrets",))}
+        problems.extend(_check_expression(("notify", *sub), source, known, None, forbidden))
     return problems
 
 
@@ -124,13 +128,17 @@ def _check_graph(tasks: list[tuple[int, dict[str, Any]]], section: str, found: l
     return [((section, index, "depends_on"), "dependency cycle: " + " -> ".join(cycle))]
 
 
-def _task_templates(task: dict[str, Any]) -> Iterator[tuple[Loc, str, bool]]:
-    """Yield (location, expression, per_item) for every template of a task."""
+def _task_templates(task: dict[str, Any]) -> Iterator[tuple[Loc, str, bool, bool]]:
+    """Yield (location, expression, per_item, may_read_secrets) for every template of a task."""
+    in_activity = task.get("type", "activity") == "activity"
     for field in ("config", "when"):
         for sub, source in iter_templates(task.get(field)):
-            yield (field, *sub), source, field == "config"
+            yield (field, *sub), source, field == "config", in_activity and field == "config"
     for sub, source in iter_templates(task.get("for_each")):
-        yield ("for_each", *sub), source, False
+        yield ("for_each", *sub), source, False, False
+    if task.get("type") == "approval":  # elsewhere `notify` is an unknown field, reported by the schema pass
+        for sub, source in iter_templates(task.get("notify")):
+            yield ("notify", *sub), source, False, sub[:1] == ("webhook",)
 
 
 def _check_task_expressions(
@@ -146,15 +154,14 @@ def _check_task_expressions(
     else:
         scope = scopes.of(task_id)
     fan_out = task.get("for_each") is not None
-    in_activity = task.get("type", "activity") == "activity"
     problems: list[Problem] = []
-    for sub, source, per_item in templates:
+    for sub, source, per_item, secrets_ok in templates:
         forbidden: set[str] = set()
         if not (fan_out and per_item):
             forbidden.update(_FAN_OUT_NAMES)
         if not in_handler:
             forbidden.add("error")
-        if not (in_activity and per_item):
+        if not secrets_ok:
             forbidden.add("secrets")
         where = (*prefix, *sub)
         problems.extend(_check_expression(where, source, scope, None if in_handler else task_id, forbidden))

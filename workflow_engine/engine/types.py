@@ -22,6 +22,9 @@ FAN_OUT_FINISHES_PATCH = "wfe-fan-out-finishes-started-items"
 # FINAL_MEMO when they complete, fail or are cancelled, so a client reads a closed run without a worker's replay.
 FINAL_STATES_PATCH = "wfe-final-states-memo"
 FINAL_MEMO = "wfe_final"
+# Runs that reached this marker send the notifications their definition's `notify` asks for (`notify` activity).
+NOTIFY_PATCH = "wfe-notify"
+NOTIFY_ACTIVITY = "notify"
 # Final states larger than this (serialized) are not put in the memo, which visibility listings carry for every
 # run; a reader falls back to the status query for such runs (docs/decisions.md).
 FINAL_MEMO_MAX_BYTES = 32 * 1024
@@ -106,6 +109,8 @@ class TaskState:
     # a `for_each` task run in this workflow (not in batch children): how many items it has, and how many ended
     items_total: int | None = None
     items_done: int | None = None
+    # an approval task that notified (or a failed task whose run notified): one `{channel, ok, error}` per channel
+    notifications: list[dict[str, Any]] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The task as the `status` query reports it: the approval keys only once an approval task has waited."""
@@ -123,6 +128,8 @@ class TaskState:
             data["items"] = self.items
         if self.items_total is not None:
             data.update(items_total=self.items_total, items_done=self.items_done)
+        if self.notifications is not None:
+            data["notifications"] = self.notifications
         return data
 
     @classmethod
@@ -237,3 +244,21 @@ class ApprovalAudit:
     comment: str | None
     via: str
     at: str
+
+
+@dataclass
+class NotifyInput:
+    """One notification for the `notify` activity: one channel's config and what happened.
+
+    `channel` is the rendered `webhook` or `email` block of a `notify`, with its `${{ secrets.X }}` templates
+    left for the activity; `event` (`approval` or `failure`) and `details` are plain data the activity never
+    renders, so text from a run (a message, an error) cannot read a secret.
+    """
+
+    event: str
+    channel: str
+    config: dict[str, Any]
+    workflow_name: str
+    execution_id: str
+    task_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from ...dsl.model import Duration
+from ...dsl.durations import Duration
 
 HTTP_DEFAULT_TIMEOUT = 30.0
 SHELL_DEFAULT_TIMEOUT = 300.0

@@ -61,6 +61,34 @@ def mask(value: Any, secrets: list[str]) -> Any:
     return value
 
 
+def resolve(config: Any, settings: Settings) -> tuple[Any, list[str]]:
+    """Render the `secrets.NAME` templates of a config; return it and the values to mask (longest first).
+
+    Raises:
+        ApplicationError: A secret is not set (`SecretMissing`) or a template fails (`ExpressionError`, masked);
+            neither is retryable.
+    """
+    values: dict[str, str] = {}
+    for name in referenced_secrets(config):
+        value = settings.read_secret(name)
+        if value is None:
+            raise ApplicationError(
+                f"secret {name!r} is not set (environment variable {settings.secrets_env_prefix}{name} "
+                "or the secrets file)",
+                type="SecretMissing",
+                non_retryable=True,
+            )
+        values[name] = value
+    if not values:
+        return config, []
+    hidden = sorted((v for v in values.values() if v), key=len, reverse=True)
+    tasklogs.hide(hidden)
+    try:
+        return render(config, {"secrets": values}), hidden
+    except ExpressionError as exc:
+        raise ApplicationError(mask(str(exc), hidden), type="ExpressionError", non_retryable=True) from None
+
+
 class _Inbound(ActivityInboundInterceptor):
     def __init__(self, next_interceptor: ActivityInboundInterceptor, settings: Settings) -> None:
         super().__init__(next_interceptor)
@@ -70,26 +98,9 @@ class _Inbound(ActivityInboundInterceptor):
         arg = input.args[0] if input.args else None
         if not isinstance(arg, ActivityInput):
             return await super().execute_activity(input)
-        names = referenced_secrets(arg.config)
-        if not names:
+        if not referenced_secrets(arg.config):
             return await super().execute_activity(input)
-        values: dict[str, str] = {}
-        for name in names:
-            value = self.settings.read_secret(name)
-            if value is None:
-                raise ApplicationError(
-                    f"secret {name!r} is not set (environment variable {self.settings.secrets_env_prefix}{name} "
-                    "or the secrets file)",
-                    type="SecretMissing",
-                    non_retryable=True,
-                )
-            values[name] = value
-        hidden = sorted((v for v in values.values() if v), key=len, reverse=True)
-        tasklogs.hide(hidden)
-        try:
-            config = render(arg.config, {"secrets": values})
-        except ExpressionError as exc:
-            raise ApplicationError(mask(str(exc), hidden), type="ExpressionError", non_retryable=True) from None
+        config, hidden = resolve(arg.config, self.settings)
         input.args = [ActivityInput(task_id=arg.task_id, config=config), *input.args[1:]]
         try:
             result = await super().execute_activity(input)

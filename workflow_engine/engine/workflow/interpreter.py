@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 
 # the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
 from .approvals import check, outcome, refusal
+from .notifications import notify_failure, notify_waiting
 from .steps import SECRETS, FanOutFailed, StepFailed, Steps, cancel_requested
 
 # Looked up once: each read of a module attribute in workflow code goes through the sandbox's module proxy.
@@ -233,11 +234,22 @@ class Interpreter:
                 output = render(self.definition.output, self.context, defer=SECRETS)
             except ExpressionError as exc:
                 raise ApplicationError(f"output: {exc}", type="ExpressionError", non_retryable=True) from None
-        except (ApplicationError, asyncio.CancelledError):  # the run fails or is cancelled: keep its final states
+        except ApplicationError as failure:  # the run fails: say so, and keep its final states
+            try:
+                await self._notify_failure(failure)
+            finally:  # also when the run is cancelled while it notifies
+                self._keep_final_states()
+            raise
+        except asyncio.CancelledError:
             self._keep_final_states()
             raise
         self._keep_final_states()
         return output
+
+    async def _notify_failure(self, failure: ApplicationError) -> None:
+        details = failure.details[0] if failure.details and isinstance(failure.details[0], dict) else {}
+        state = self.tasks.get(str(details.get("task_id")))
+        await notify_failure(self.definition_or_fail(), state, failure.message, self.context)
 
     def _keep_final_states(self) -> None:
         """Put what `status` answers in the memo as the run closes, unless it is too large for a memo."""
@@ -418,6 +430,7 @@ class Interpreter:
         state.required_approvals, state.deadline = config.required_approvals, deadline.isoformat() if deadline else None
         self._set_status(task.id, TaskStatus.WAITING_APPROVAL)
         self._set_waiting()
+        notify_waiting(self.definition_or_fail(), task, state, self.context)
         timed_out, recorded = False, 0
         while (decision := outcome(config, state)) is None:
             remaining = None if deadline is None else max(deadline - workflow.now(), timedelta(milliseconds=1))
