@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace for every run.")
     temporal_task_queue: str = Field("workflow-engine", description="Task queue the worker polls.")
     temporal_ui_port: int = Field(8080, description="Port of the Temporal Web UI (dev server).")
+    temporal_ui_url: str | None = Field(
+        None, description="Base URL of the Temporal Web UI the console links runs to; default http://localhost:<port>."
+    )
     temporal_http_port: int = Field(7243, description="Port of the dev server's Temporal HTTP API (`make run`).")
     temporal_tls: bool = Field(False, description="Use TLS to reach Temporal (Temporal Cloud).")
     temporal_api_key: str | None = Field(None, description="API key for Temporal Cloud.")
@@ -182,6 +185,11 @@ class Settings(BaseSettings):
         # an API bound to every interface or to loopback is reached, from this machine, at localhost
         host = "localhost" if self.api_host in ("", "0.0.0.0", "::", "127.0.0.1", "::1") else self.api_host
         return f"http://{host}:{self.api_port}"
+
+    @property
+    def temporal_ui_base(self) -> str:
+        """Return the Temporal Web UI's base URL (no trailing slash)."""
+        return (self.temporal_ui_url or f"http://localhost:{self.temporal_ui_port}").rstrip("/")
 
     def read_secret(self, name: str) -> str | None:
         """Return secret NAME from the environment (PREFIX+NAME), else from the secrets file, else None."""

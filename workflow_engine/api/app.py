@@ -20,6 +20,7 @@ from workflow_engine.settings import Settings, get_settings
 from workflow_engine.storage import create_engine, session_factory
 from workflow_engine.tracing import instrument_app, temporal_interceptors, tracer_provider
 
+from .console import mount as mount_console
 from .definitions import DefinitionCache
 from .errors import PROBLEM_RESPONSES, install_error_handlers
 from .limits import RequestLimits
@@ -107,5 +108,6 @@ def create_app(
     for router in (health.router, workflows.router, executions.router, approvals.router, schedules.router):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     app.include_router(metrics_router, responses=PROBLEM_RESPONSES)
+    mount_console(app)
     instrument_app(app, tracing)
     return app

@@ -102,11 +102,30 @@ def authenticate(settings: Settings, authorization: str | None, client_host: str
     scheme, _, credential = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise UnauthenticatedError("send `Authorization: Bearer <token>`")
-    digest = _digest(credential.strip())
-    for token in tokens:
-        if hmac.compare_digest(token.digest, digest):
-            return token.caller
+    return token_caller(settings, credential.strip())[0]
+
+
+def local_mode(settings: Settings) -> bool:
+    """Tell whether the API runs without API_TOKENS (loopback callers are `local` with every role)."""
+    return not _configured(settings.api_tokens)
+
+
+def token_caller(settings: Settings, token: str) -> tuple[Caller, str]:
+    """Return the caller a token names and the token's digest (what a console session remembers of it).
+
+    Raises:
+        UnauthenticatedError: No configured token matches.
+    """
+    digest = _digest(token)
+    for known in _configured(settings.api_tokens):
+        if hmac.compare_digest(known.digest, digest):
+            return known.caller, known.digest
     raise UnauthenticatedError("unknown or revoked API token")
+
+
+def digest_caller(settings: Settings, matches: Callable[[str], bool]) -> Caller | None:
+    """Return the caller of the configured token whose digest `matches`, or None (revoked since, say)."""
+    return next((known.caller for known in _configured(settings.api_tokens) if matches(known.digest)), None)
 
 
 async def current_caller(request: Request, settings: SettingsDep) -> Caller:

@@ -6,12 +6,13 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
+from workflow_engine.api.approvals import decide as decide_as
+from workflow_engine.api.approvals import inbox_of
 from workflow_engine.api.auth import Approver
 from workflow_engine.api.deps import SettingsDep, TemporalDep
 from workflow_engine.api.errors import PROBLEM_RESPONSES
 from workflow_engine.api.schemas import ApprovalInbox, ApprovalRequest, ApprovalResponse
-from workflow_engine.engine.client.approvals import pending_approvals, send_decision, signing_key
-from workflow_engine.errors import UnavailableError
+from workflow_engine.engine.client.approvals import pending_approvals
 
 router = APIRouter(tags=["approvals"])
 
@@ -27,26 +28,17 @@ async def decide(
 
     The decision is signed with the key the workers share, so the run counts it as proven (`via: api`).
     """
-    payload = {
-        "task_id": task_id,
-        "decision": body.decision,
-        "approver": caller.user,
-        "comment": body.comment,
-        "roles": sorted(caller.roles),
-    }
-    try:
-        key = signing_key(settings)
-    except (OSError, ValueError) as exc:  # an unreadable key file is a setup problem, said plainly
-        raise UnavailableError(f"cannot read the approval signing key: {exc}") from None
-    task = await send_decision(temporal, execution_id, payload, key=key)
+    task = await decide_as(temporal, settings, caller, execution_id, task_id, body.decision, body.comment)
     return ApprovalResponse(execution_id=execution_id, task=task)
 
 
 @router.get("/approvals", response_model=ApprovalInbox, responses=_ERRORS)
 async def inbox(
-    _caller: Approver,
+    caller: Approver,
     temporal: TemporalDep,
     status: Literal["pending"] = Query("pending", description="Only pending approvals are listed."),
+    mine: bool = Query(False, description="Only the approvals the caller may decide now (the console's inbox)."),
 ) -> ApprovalInbox:
-    """List every approval waiting for a decision, across all running executions."""
-    return ApprovalInbox(items=await pending_approvals(temporal))
+    """List every approval waiting for a decision, across all running executions (`mine`: the caller's only)."""
+    items = await inbox_of(temporal, caller) if mine else await pending_approvals(temporal)
+    return ApprovalInbox(items=items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..signing import sign, signing_key
 from ..types import APPROVE_UPDATE, SA_WAITING_APPROVAL, STATUS_QUERY, TaskStatus
 from .errors import RPC_TIMEOUT, temporal_call
 
-__all__ = ["pending_approvals", "send_decision", "signing_key"]
+__all__ = ["execution_approvals", "pending_approvals", "send_decision", "signing_key"]
 
 _REFUSALS: dict[str, type[EngineError]] = {
     "unknown_task": NotFoundError,
@@ -42,6 +43,7 @@ _REFUSALS: dict[str, type[EngineError]] = {
 UPDATE_TIMEOUT = timedelta(seconds=15)
 # Asking each waiting run for its tasks: a run whose worker does not answer in time is left out of the inbox.
 INBOX_QUERY_TIMEOUT = timedelta(seconds=5)
+INBOX_QUERIES = 16
 _NO_WORKER = "no worker answered the decision in time; is a worker running?"
 
 
@@ -95,6 +97,9 @@ def _refusal(cause: BaseException) -> EngineError:
 async def pending_approvals(client: Client, *, limit: int = 200) -> list[dict[str, Any]]:
     """Return every task waiting for approval across running executions (the inbox).
 
+    Each item also carries the run's `started_by` and the task's `policy` (its approval config, without the
+    message), as the run reports them, so a caller can tell who may decide with the run's own rules.
+
     Raises:
         UnavailableError: Temporal cannot be reached.
     """
@@ -103,32 +108,62 @@ async def pending_approvals(client: Client, *, limit: int = 200) -> list[dict[st
         executions = [
             execution async for execution in client.list_workflows(query, limit=limit, rpc_timeout=RPC_TIMEOUT)
         ]
-    inbox: list[dict[str, Any]] = []
-    for execution in executions:
-        for task in await _waiting_tasks(client, execution.id):
-            inbox.append(
-                {
-                    "execution_id": execution.id,
-                    "workflow_id": execution.workflow_type,
-                    "task_id": task["id"],
-                    "name": task["name"],
-                    "message": task.get("message"),
-                    "approvers": task.get("approvers"),
-                    "required_approvals": task.get("required_approvals"),
-                    "approvals": task.get("approvals", []),
-                    "deadline": task.get("deadline"),
-                    "waiting_since": task.get("started_at"),
-                }
-            )
-    return inbox
+    # asked INBOX_QUERIES at a time: runs whose worker is gone cost INBOX_QUERY_TIMEOUT together, not one by one
+    gate = asyncio.Semaphore(INBOX_QUERIES)
+
+    async def items_of(execution_id: str, workflow_type: str) -> list[dict[str, Any]]:
+        async with gate:
+            return await _waiting_items(client, execution_id, workflow_type)
+
+    answers = await asyncio.gather(*(items_of(e.id, e.workflow_type) for e in executions))
+    return [item for items in answers for item in items]
 
 
-async def _waiting_tasks(client: Client, execution_id: str) -> list[dict[str, Any]]:
-    """The tasks of a run waiting for approval, from its worker; none when no worker answers now."""
+async def execution_approvals(client: Client, execution_id: str) -> list[dict[str, Any]]:
+    """Return the inbox items of one run (its tasks waiting for approval); none when it is closed or silent.
+
+    Raises:
+        NotFoundError: Temporal does not know the run.
+        UnavailableError: Temporal cannot be reached.
+    """
+    handle = client.get_workflow_handle(execution_id)
+    async with temporal_call(client, execution_id):
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return []
+    return await _waiting_items(client, execution_id, description.workflow_type)
+
+
+async def _waiting_items(client: Client, execution_id: str, workflow_type: str) -> list[dict[str, Any]]:
+    """The inbox items of one running run, from its worker; none when no worker answers now."""
+    state = await _status(client, execution_id)
+    policies = state.get("approval_policies") or {}
+    return [
+        {
+            "execution_id": execution_id,
+            "workflow_id": workflow_type,
+            "task_id": task["id"],
+            "name": task["name"],
+            "message": task.get("message"),
+            "approvers": task.get("approvers"),
+            "required_approvals": task.get("required_approvals"),
+            "approvals": task.get("approvals", []),
+            "deadline": task.get("deadline"),
+            "waiting_since": task.get("started_at"),
+            "started_by": state.get("started_by"),
+            "policy": policies.get(task["id"]),
+        }
+        for task in state.get("tasks", [])
+        if task.get("status") == TaskStatus.WAITING_APPROVAL
+    ]
+
+
+async def _status(client: Client, execution_id: str) -> dict[str, Any]:
+    """A running run's `status` query answer; empty when no worker answers now."""
     handle = client.get_workflow_handle(execution_id)
     async with temporal_call(client, execution_id, rpc_timeout=INBOX_QUERY_TIMEOUT):
         try:
-            state = await handle.query(STATUS_QUERY, rpc_timeout=INBOX_QUERY_TIMEOUT)
+            state: dict[str, Any] = await handle.query(STATUS_QUERY, rpc_timeout=INBOX_QUERY_TIMEOUT)
         except Exception:  # noqa: BLE001 - a run that cannot answer now is left out of this page
-            return []
-    return [task for task in state.get("tasks", []) if task.get("status") == TaskStatus.WAITING_APPROVAL]
+            return {}
+    return state

@@ -128,8 +128,18 @@ class Interpreter:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
-        """Every task's state in definition order, and signals that were refused."""
-        return {"tasks": [state.as_json() for state in self.tasks.values()], "ignored_signals": self.ignored}
+        """Every task's state in definition order, refused signals, who started the run and each waiting policy.
+
+        `approval_policies` holds the config of each task waiting for approval, so the console's inbox can apply
+        the same `check` the run will (a query adds no command: recorded histories still replay).
+        """
+        policies = {
+            task_id: config.model_dump(mode="json", exclude={"message"})
+            for task_id, state in self.tasks.items()
+            if state.status == TaskStatus.WAITING_APPROVAL and (config := self._approval_config(task_id)) is not None
+        }
+        return {"tasks": [state.as_json() for state in self.tasks.values()], "ignored_signals": self.ignored,
+                "started_by": self.run_input.started_by, "approval_policies": policies}  # fmt: skip
 
     @workflow.signal(name=APPROVAL_SIGNAL)
     def approval(self, payload: Any) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the approvers' console (workflow_engine/api/console)."""
