@@ -99,7 +99,8 @@ def supervise(settings: Settings) -> int:
         processes["api"] = subprocess.Popen([*python, "api"], start_new_session=True)
         console.print(
             f"[green]ready[/]: API http://{settings.api_host}:{settings.api_port}  "
-            f"console http://{settings.api_host}:{settings.api_port}/ui  Temporal UI http://localhost:{settings.temporal_ui_port}  (Ctrl-C stops everything)"
+            f"console http://{settings.api_host}:{settings.api_port}/ui  "
+            f"Temporal UI http://localhost:{settings.temporal_ui_port}  (Ctrl-C stops everything)"
         )
         while not stopping:
             for name, proc in processes.items():
