@@ -23,6 +23,8 @@ from workflow_engine.dsl.expressions import (
     compile_expression,
     iter_templates,
     referenced_tasks,
+    render_deferred,
+    render_keeping,
     root_names,
     static_limit_problem,
 )
@@ -680,3 +682,36 @@ def test_the_estimated_result_bounds_what_the_library_builds(source: str) -> Non
     nodes, chars = estimate(parse("v"), {"v": result}).result_nodes, estimate(parse("v"), {"v": result}).result_chars
     assert nodes <= found.result_nodes and chars <= found.result_chars
     assert found.cost >= found.read_cost
+
+
+SECRETS_ONLY = frozenset({"secrets"})
+
+
+def test_render_keeping_names_only_the_definitions_deferred_strings() -> None:
+    config = {
+        "url": "https://x/?k=${{ secrets.K }}&p=$${{ params.p }}",
+        "body": "${{ params.p }}",
+        "headers": {"A": "Bearer ${{ secrets.T }}"},
+        "lone": "${{ secrets.K }}",
+        "list": ["${{ params.q }}", "x ${{ secrets.T }} ${{ params.q }}"],
+    }
+    context = {"params": {"p": "{{ secrets.X }}", "q": "${{ secrets.X }}"}}
+    rendered, paths = render_keeping(config, context, defer=SECRETS_ONLY)
+    assert paths == [["url"], ["headers", "A"], ["lone"], ["list", 1]]
+    assert rendered["body"] == "{{ secrets.X }}" and rendered["list"][0] == "${{ secrets.X }}"
+    final = render_deferred(rendered, paths, {"secrets": {"K": "kk", "T": "tt"}})
+    assert final == {
+        "url": "https://x/?k=kk&p=${{ secrets.X }}",
+        "body": "{{ secrets.X }}",
+        "headers": {"A": "Bearer tt"},
+        "lone": "kk",
+        "list": ["${{ secrets.X }}", "x tt ${{ secrets.X }}"],
+    }
+    assert rendered["lone"] == "${{ secrets.K }}"  # the input is not changed in place
+
+
+def test_render_deferred_refuses_a_path_that_holds_no_string() -> None:
+    with pytest.raises(ExpressionError, match="no deferred template at a/0"):
+        render_deferred({"a": [1]}, [["a", 0]], {"secrets": {}})
+    with pytest.raises(ExpressionError, match="no deferred template at b/c"):
+        render_deferred({"a": 1}, [["b", "c"]], {"secrets": {}})

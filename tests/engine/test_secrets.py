@@ -85,3 +85,58 @@ def test_secrets_outside_activity_config_or_mixed_are_registration_errors(snippe
     with pytest.raises(DslError) as caught:
         parse_definition(text)
     assert "secrets" in str(caught.value)
+
+
+INJECTED = """
+def show(*args: str) -> list:
+    return list(args)
+
+
+def hostile() -> str:
+    return "${{ secrets.API_TOKEN }}"
+"""
+
+
+async def test_a_value_from_the_run_that_reads_like_a_secret_template_stays_text(
+    run_yaml: Runner, workflows_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A param or an upstream output holding `${{ secrets.X }}` is data, never a template the worker renders."""
+    monkeypatch.setenv("WFE_SECRET_API_TOKEN", SECRET)
+    monkeypatch.setenv("WFE_SECRET_OTHER", "other-value-987")
+    (workflows_dir / "injected.py").write_text(INJECTED)
+    outcome = await run_yaml(
+        """
+name: injected
+params:
+  note: {type: string}
+  brace: {type: string}
+tasks:
+  - id: upstream
+    activity_type: python
+    config: {function: "injected:hostile"}
+  - id: use
+    depends_on: [upstream]
+    activity_type: python
+    config:
+      function: "injected:show"
+      args:
+        - "${{ params.note }}"
+        - "${{ tasks.upstream.output }}"
+        - "key ${{ secrets.OTHER }} note ${{ params.note }}"
+        - "key ${{ secrets.OTHER }} price $${{ params.brace }}"
+output:
+  shown: "${{ tasks.use.output }}"
+""",
+        {"note": "${{ secrets.API_TOKEN }}", "brace": "{{ secrets.API_TOKEN }}"},
+    )
+    assert outcome.failure is None, outcome.state
+    assert outcome.result == {
+        "shown": [
+            "${{ secrets.API_TOKEN }}",
+            "${{ secrets.API_TOKEN }}",
+            "key *** note ${{ secrets.API_TOKEN }}",
+            "key *** price ${{ secrets.API_TOKEN }}",
+        ]
+    }
+    history = str((await outcome.handle.fetch_history()).events)
+    assert SECRET not in history and "other-value-987" not in history

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -319,6 +320,90 @@ def _render(value: Any, context: Mapping[str, Any], defer: frozenset[str], budge
     if isinstance(value, list):
         return [_render(item, context, defer, budget) for item in value]
     return value
+
+
+# In a string that keeps a deferred template, `$` and `{` of text substituted from another expression are held as
+# these private-use characters, so a value from a run (a param, a response) can never form a template, alone or
+# with the text around it, where the deferred ones render (`render_deferred` puts them back).
+_HELD = str.maketrans({"$": "\ue000", "{": "\ue001"})
+_RELEASED = str.maketrans({"\ue000": "$", "\ue001": "{"})
+
+
+def render_keeping(
+    value: Any, context: Mapping[str, Any], *, defer: frozenset[str]
+) -> tuple[Any, list[list[str | int]]]:
+    """Render like `render` and return the paths of the strings that still hold deferred templates.
+
+    Only those strings, which came from the definition, may be rendered later (`render_deferred`); in them, the
+    `$` and `{` of substituted text are held as private-use characters, and everything outside them is plain data.
+    """
+    paths: list[list[str | int]] = []
+    return _keeping(value, context, defer, _Budget(), (), paths), paths
+
+
+def _keeping(
+    value: Any, context: Mapping[str, Any], defer: frozenset[str], budget: _Budget, path: Path,
+    paths: list[list[str | int]],
+) -> Any:  # fmt: skip
+    if isinstance(value, str):
+        matches = list(TEMPLATE.finditer(value))
+        if not matches:
+            return value
+        deferred = [match for match in matches if _reads_deferred(match.group(1).strip(), defer)]
+        if not deferred:
+            return _render(value, context, defer, budget)
+        paths.append(list(path))
+        if len(matches) == 1:
+            return value
+
+        def _substitute(match: re.Match[str]) -> str:
+            source = match.group(1).strip()
+            if _reads_deferred(source, defer):
+                return match.group(0)
+            return _as_text(_evaluate(source, context, budget)).translate(_HELD)
+
+        return TEMPLATE.sub(_substitute, value)
+    if isinstance(value, Mapping):
+        return {key: _keeping(item, context, defer, budget, (*path, key), paths) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_keeping(item, context, defer, budget, (*path, index), paths) for index, item in enumerate(value)]
+    return value
+
+
+def render_deferred(value: Any, paths: list[list[str | int]], context: Mapping[str, Any]) -> Any:
+    """Render the deferred templates at `paths` (from `render_keeping`) with `context`; nothing else is read.
+
+    Raises:
+        ExpressionError: A path does not lead to a string of `value`, or a template fails.
+    """
+    result = copy.deepcopy(value) if paths else value
+    for path in paths:
+        parent, key = _parent(result, path)
+        text = parent[key] if parent is not None else result
+        if not isinstance(text, str):
+            raise ExpressionError(f"no deferred template at {'/'.join(map(str, path)) or 'the root'}")
+        rendered = render(text, context)
+        rendered = rendered.translate(_RELEASED) if isinstance(rendered, str) else rendered
+        if parent is None:
+            result = rendered
+        else:
+            parent[key] = rendered
+    return result
+
+
+def _parent(value: Any, path: list[str | int]) -> tuple[Any, Any]:
+    """The container holding `path`'s last step, and that step (None, None for the root)."""
+    if not path:
+        return None, None
+    node = value
+    for step in path[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            raise ExpressionError(f"no deferred template at {'/'.join(map(str, path))}") from None
+    if not isinstance(node, (dict, list)):
+        raise ExpressionError(f"no deferred template at {'/'.join(map(str, path))}")
+    return node, path[-1]
 
 
 def is_true(value: Any) -> bool:

@@ -195,10 +195,16 @@ class RunInput:
 
 @dataclass
 class ActivityInput:
-    """What every built-in activity receives: the task id and its rendered config."""
+    """What every built-in activity receives: the task id and its rendered config.
+
+    `deferred` lists the paths of the config's strings that still hold `${{ secrets.X }}` templates from the
+    definition; the worker renders those and nothing else, so a value from the run that looks like a template is
+    never read as one. None is an input scheduled before these paths existed: its every template is rendered.
+    """
 
     task_id: str
     config: dict[str, Any]
+    deferred: list[list[str | int]] | None = None
 
 
 @dataclass
@@ -262,3 +268,4 @@ class NotifyInput:
     execution_id: str
     task_id: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    deferred: list[list[str | int]] | None = None  # as in ActivityInput

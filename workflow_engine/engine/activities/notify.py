@@ -82,7 +82,7 @@ class NotifyActivities:
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def notify(self, notice: NotifyInput) -> dict[str, Any]:
         """Send one notification on one channel; return `{channel, ok, error}` (it raises to be retried)."""
-        config, hidden = resolve(notice.config, self.settings)
+        config, hidden = resolve(notice.config, self.settings, notice.deferred)
         link = console_link(self.settings.console_base_url, notice)
         try:
             if notice.channel == "webhook":

@@ -1,9 +1,10 @@
 """Secrets stay out of history: templates reading `secrets` are resolved inside the activity, then masked.
 
-The interpreter leaves `${{ ... secrets.NAME ... }}` templates unrendered in the activity input. This
-activity interceptor renders them just before the activity runs, with only the secrets it needs, and
-replaces every secret value in the activity's result and error messages with `***` before they go
-back to Temporal.
+The interpreter leaves `${{ ... secrets.NAME ... }}` templates unrendered in the activity input, and names the
+strings that hold them (`ActivityInput.deferred`). This activity interceptor renders those strings, and only
+those, just before the activity runs, with only the secrets they need: a param or a response that reads
+`${{ secrets.X }}` stays text. It replaces every secret value in the activity's result and error messages with
+`***` before they go back to Temporal.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from workflow_engine.dsl import ExpressionError, render
-from workflow_engine.dsl.expressions import iter_templates
+from workflow_engine.dsl.expressions import iter_templates, render_deferred
 from workflow_engine.settings import Settings
 
 from ..types import ActivityInput, ActivityResult
@@ -36,14 +37,36 @@ def _mentions_secrets(value: Any) -> bool:
     return False
 
 
-def referenced_secrets(config: Any) -> list[str]:
-    """Return the secret names read by templates in a config, in first-use order."""
+def referenced_secrets(config: Any, deferred: list[list[str | int]] | None = None) -> list[str]:
+    """Return the secret names read by the templates of a config, in first-use order.
+
+    With `deferred` (the paths `render_keeping` returned), only the templates of those strings count; None reads
+    every template (an input scheduled before the interpreter sent paths).
+    """
+    if deferred is not None:
+        return _names(_at(config, path) for path in deferred)
     if not _mentions_secrets(config):  # the common case, checked without parsing templates
         return []
+    return _names([config])
+
+
+def _names(values: Any) -> list[str]:
     names: dict[str, None] = {}
-    for _, source in iter_templates(config):
-        names.update(dict.fromkeys(_SECRET_NAME.findall(source)))
+    for value in values:
+        for _, source in iter_templates(value):
+            names.update(dict.fromkeys(_SECRET_NAME.findall(source)))
     return list(names)
+
+
+def _at(config: Any, path: list[str | int]) -> Any:
+    """The value at `path`, or None where the config has none (render_deferred reports it)."""
+    node = config
+    for step in path:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
 
 
 def mask(value: Any, secrets: list[str]) -> Any:
@@ -61,15 +84,17 @@ def mask(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def resolve(config: Any, settings: Settings) -> tuple[Any, list[str]]:
-    """Render the `secrets.NAME` templates of a config; return it and the values to mask (longest first).
+def resolve(config: Any, settings: Settings, deferred: list[list[str | int]] | None = None) -> tuple[Any, list[str]]:
+    """Render a config's `secrets.NAME` templates (at `deferred` only); return it and the values to mask.
+
+    The values to mask come longest first.
 
     Raises:
         ApplicationError: A secret is not set (`SecretMissing`) or a template fails (`ExpressionError`, masked);
             neither is retryable.
     """
     values: dict[str, str] = {}
-    for name in referenced_secrets(config):
+    for name in referenced_secrets(config, deferred):
         value = settings.read_secret(name)
         if value is None:
             raise ApplicationError(
@@ -79,12 +104,14 @@ def resolve(config: Any, settings: Settings) -> tuple[Any, list[str]]:
                 non_retryable=True,
             )
         values[name] = value
-    if not values:
+    if not values and deferred is None:
         return config, []
     hidden = sorted((v for v in values.values() if v), key=len, reverse=True)
     tasklogs.hide(hidden)
     try:
-        return render(config, {"secrets": values}), hidden
+        if deferred is None:
+            return render(config, {"secrets": values}), hidden
+        return render_deferred(config, deferred, {"secrets": values}), hidden
     except ExpressionError as exc:
         raise ApplicationError(mask(str(exc), hidden), type="ExpressionError", non_retryable=True) from None
 
@@ -98,9 +125,9 @@ class _Inbound(ActivityInboundInterceptor):
         arg = input.args[0] if input.args else None
         if not isinstance(arg, ActivityInput):
             return await super().execute_activity(input)
-        if not referenced_secrets(arg.config):
+        if not arg.deferred and not (arg.deferred is None and referenced_secrets(arg.config)):
             return await super().execute_activity(input)
-        config, hidden = resolve(arg.config, self.settings)
+        config, hidden = resolve(arg.config, self.settings, arg.deferred)
         input.args = [ActivityInput(task_id=arg.task_id, config=config), *input.args[1:]]
         try:
             result = await super().execute_activity(input)

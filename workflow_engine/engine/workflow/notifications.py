@@ -15,7 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflow_engine.dsl import ExpressionError, WorkflowDefinition, render
+from workflow_engine.dsl import ExpressionError, WorkflowDefinition
+from workflow_engine.dsl.expressions import render_keeping
 from workflow_engine.dsl.model import ApprovalTask
 from workflow_engine.dsl.notify import TaskNotify
 
@@ -82,7 +83,9 @@ def _start(
         if config is None:
             continue
         try:
-            rendered = render(config.model_dump(mode="json", exclude_none=True), context, defer=SECRETS)
+            rendered, deferred = render_keeping(
+                config.model_dump(mode="json", exclude_none=True), context, defer=SECRETS
+            )
         except ExpressionError as exc:
             workflow.logger.warning("%s notification not sent: %s", channel, exc)
             notifications.append({"event": event, "channel": channel, "ok": False, "error": f"ExpressionError: {exc}"})
@@ -90,6 +93,7 @@ def _start(
         notice = NotifyInput(
             event=event, channel=channel, config=rendered, workflow_name=definition.name,
             execution_id=info.workflow_id, task_id=state.id if state is not None else None, details=details,
+            deferred=deferred,
         )  # fmt: skip
         handle = workflow.start_activity(
             NOTIFY_ACTIVITY, notice, result_type=dict, start_to_close_timeout=ATTEMPT_TIMEOUT,

@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 
 from workflow_engine.dsl import DslError, ExpressionError, WorkflowDefinition, render, resolve_params
-from workflow_engine.dsl.expressions import iter_templates, root_names
+from workflow_engine.dsl.expressions import iter_templates, render_keeping, root_names
 from workflow_engine.dsl.instants import parse_instant
 from workflow_engine.dsl.model import ActivityTask, SleepTask, WorkflowTask
 
@@ -252,13 +252,14 @@ class Steps:
         templated = self.templated.get(task.id)
         if templated is None:
             templated = self.templated[task.id] = next(iter_templates(task.config), None) is not None
-        # a config without templates renders to an equal copy of itself: send it as it is (no copy per step)
-        config = render(task.config, scope, defer=SECRETS) if templated else task.config
         options = self.options.get(task.id)
         if options is None:
             options = self.options[task.id] = activity_options(task, definition.defaults)
-        # ActivityInput as the JSON object it encodes to: `dataclasses.asdict` would deep-copy the config per item
-        arg = {"task_id": task.id, "config": config}
+        # ActivityInput as the JSON object it encodes to: `dataclasses.asdict` would deep-copy the config per item.
+        # A config without templates renders to an equal copy of itself: it is sent as it is (no copy per step).
+        arg: dict[str, Any] = {"task_id": task.id, "config": task.config}
+        if templated:
+            arg["config"], arg["deferred"] = render_keeping(task.config, scope, defer=SECRETS)
         # Fan-out items carry no summary: the SDK pays per payload, and a summary per item cost 7% of a 500-item
         # fan-out (docs/benchmarks.md). The item's task is in its input (`task_id`), which the history API reads.
         summary = task.display_name if index is None else None
