@@ -1,6 +1,8 @@
 # Two commands: `make run` (the whole local stack) and `make test` (the whole test suite).
 PYTHON ?= python3
 VENV := .venv
+# Playwright (a test dependency) drives the system's chromium (scripts/test-browser.sh); it never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 PY := $(VENV)/bin/python
 
 .PHONY: run test lint format install install-dev migrate worker api clean
@@ -32,9 +34,9 @@ worker: install
 api: install
 	$(PY) -m workflow_engine api
 
-## test: set up (venv, PostgreSQL test database when available) and run every test
+## test: set up (venv, PostgreSQL test database, Debian's chromium for the browser tests) and run every test
 test: install-dev
-	@eval "$$(scripts/test-postgres.sh)"; $(PY) -m pytest $(PYTEST_ARGS)
+	@eval "$$(scripts/test-postgres.sh)"; eval "$$(scripts/test-browser.sh)"; $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(PY) -m ruff check .

@@ -1,0 +1,1 @@
+"""Browser tests of the approvers' console (/ui), driving Debian's chromium through Playwright."""
