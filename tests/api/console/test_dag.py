@@ -27,3 +27,19 @@ def test_each_node_has_its_status_colour_and_escaped_label() -> None:
     assert svg.count("marker-end=") == 2
     rows = sorted({int(y) for y in re.findall(r'<rect x="\d+" y="(\d+)"', svg)})
     assert len(rows) == 3  # one row per level
+
+
+def test_an_edge_that_skips_levels_goes_around_the_nodes() -> None:
+    """The order example's shape: `notify` depends on level 1 and level 4 tasks; no edge segment crosses a node."""
+    graph = {"a": (), "b": ("a",), "c": ("a",), "d": ("a",), "e": ("c",), "f": ("b", "e"), "g": ("f",), "h": ("g", "d")}
+    svg = render_svg(graph, {}, {})
+    rects = [tuple(map(int, r)) for r in re.findall(r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', svg)]
+    lines = re.findall(r'<path d="(M [\d L]+)"', svg)
+    assert len(lines) == 2  # b -> f and d -> h skip levels; the others are curves between neighbouring rows
+    for path in lines:
+        points = [tuple(map(int, pair.split())) for pair in re.findall(r"(\d+ \d+)", path)]
+        for (x1, y1), (x2, y2) in zip(points[1:-2], points[2:-1], strict=True):  # the segments between the ends
+            for x, y, w, h in rects:
+                crosses_x = min(x1, x2) < x + w and max(x1, x2) > x
+                crosses_y = min(y1, y2) < y + h and max(y1, y2) > y
+                assert not (crosses_x and crosses_y), f"{path} crosses the node at {x},{y}"

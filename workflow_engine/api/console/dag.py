@@ -8,6 +8,8 @@ from html import escape
 from workflow_engine.dsl.graph import Graph
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 180, 46, 24, 44, 12
+# An edge that skips levels runs down a lane of its own right of the nodes, so it never crosses a task.
+LANE_GAP = 10
 _LABEL_MAX = 24
 # Fill and stroke per task status (fill attributes, not CSS: the SVG reads the same saved on its own).
 COLOURS: dict[str, tuple[str, str]] = {
@@ -45,6 +47,21 @@ def _short(text: str) -> str:
     return text if len(text) <= _LABEL_MAX else text[: _LABEL_MAX - 1] + "…"
 
 
+def _edge(source: tuple[int, int], target: tuple[int, int], lane: int | None, right: int) -> str:
+    """An arrow from the bottom of `source` to the top of `target`; around the nodes through `lane` if given."""
+    (sx, sy), (tx, ty) = source, target
+    x1, y1, x2, y2 = sx + NODE_W // 2, sy + NODE_H, tx + NODE_W // 2, ty
+    if lane is None:
+        middle = (y1 + y2) // 2
+        path = f"M {x1} {y1} C {x1} {middle}, {x2} {middle}, {x2} {y2 - 2}"
+    else:  # down into the gap below the source, right to the lane, down, left above the target, down into it
+        lane_x = right + LANE_GAP * (lane + 1)
+        below, above = y1 + GAP_Y // 2 - lane % 3 * 4, y2 - GAP_Y // 2 + lane % 3 * 4
+        path = f"M {x1} {y1} L {x1} {below} L {lane_x} {below} L {lane_x} {above} L {x2} {above} L {x2} {y2 - 2}"
+    return (f'<path d="{path}" fill="none" stroke="#6b7280" stroke-width="1.2" stroke-linejoin="round" '
+            'marker-end="url(#arrow)"/>')  # fmt: skip
+
+
 def render_svg(graph: Graph, statuses: Mapping[str, str], names: Mapping[str, str]) -> str:
     """Render the DAG (`graph`: each task's dependencies, in definition order) with each task's status."""
     depth = levels(graph)
@@ -52,11 +69,15 @@ def render_svg(graph: Graph, statuses: Mapping[str, str], names: Mapping[str, st
     for task_id in graph:
         rows.setdefault(depth[task_id], []).append(task_id)
     widest = max((len(row) for row in rows.values()), default=1)
-    width = MARGIN * 2 + widest * NODE_W + (widest - 1) * GAP_X
+    nodes_width = widest * NODE_W + (widest - 1) * GAP_X
+    long_edges = [(dep, task_id) for task_id, deps in graph.items() for dep in deps
+                  if dep in depth and depth[task_id] - depth[dep] > 1]  # fmt: skip
+    lanes = {edge: index for index, edge in enumerate(long_edges)}
+    width = MARGIN * 2 + nodes_width + (LANE_GAP * (len(lanes) + 1) if lanes else 0)
     height = MARGIN * 2 + len(rows) * NODE_H + max(len(rows) - 1, 0) * GAP_Y
     where: dict[str, tuple[int, int]] = {}
     for level, row in rows.items():
-        offset = (width - (len(row) * NODE_W + (len(row) - 1) * GAP_X)) // 2
+        offset = MARGIN + (nodes_width - (len(row) * NODE_W + (len(row) - 1) * GAP_X)) // 2
         for index, task_id in enumerate(row):
             where[task_id] = (offset + index * (NODE_W + GAP_X), MARGIN + level * (NODE_H + GAP_Y))
     parts = [
@@ -69,11 +90,7 @@ def render_svg(graph: Graph, statuses: Mapping[str, str], names: Mapping[str, st
         x, y = where[task_id]
         for dep in deps:
             if dep in where:
-                dx, dy = where[dep]
-                x1, y1, x2, y2 = dx + NODE_W // 2, dy + NODE_H, x + NODE_W // 2, y
-                middle = (y1 + y2) // 2
-                parts.append(f'<path d="M {x1} {y1} C {x1} {middle}, {x2} {middle}, {x2} {y2 - 2}" fill="none" '
-                             'stroke="#6b7280" stroke-width="1.2" marker-end="url(#arrow)"/>')  # fmt: skip
+                parts.append(_edge(where[dep], (x, y), lanes.get((dep, task_id)), MARGIN + nodes_width))
     for task_id in graph:
         x, y = where[task_id]
         status = statuses.get(task_id, "pending")
