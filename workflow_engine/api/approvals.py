@@ -7,9 +7,9 @@ from typing import Any
 from temporalio.client import Client
 
 from workflow_engine.dsl.model import ApprovalConfig
+from workflow_engine.engine.approval_policy import check
 from workflow_engine.engine.client.approvals import pending_approvals, send_decision, signing_key
 from workflow_engine.engine.types import ApprovalDecision, TaskState
-from workflow_engine.engine.workflow.approvals import check
 from workflow_engine.errors import UnavailableError
 from workflow_engine.settings import Settings
 
