@@ -236,6 +236,50 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
+@app.command()
+def plan(
+    file: Annotated[Path, typer.Argument(help="The YAML definition to plan.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")] = None,
+    params_json: Annotated[str | None, typer.Option("--params", help="Every param as one JSON object.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a run would do with these params, without starting it: levels, skips, configs, worst-case time.
+
+    Child workflows are looked up among the YAML files next to FILE. Invalid params exit with 2, listed as a
+    start lists them.
+    """
+    from workflow_engine.cli_plan import plan_view, sibling_children
+    from workflow_engine.dsl.plan import plan_run
+    from workflow_engine.engine.activities.modules import allowed_modules
+    from workflow_engine.plugins import PluginError, activity_types
+
+    try:
+        given = json.loads(params_json) if params_json is not None else {}
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--params") from None
+    if not isinstance(given, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--params")
+    given.update(_parse_param(p) for p in param or [])
+    modules = allowed_modules(get_settings())
+    try:
+        known = activity_types(get_settings())
+        definition = parse_definition(file.read_text(encoding="utf-8"), file=str(file), activity_types=known,
+                                      python_modules=modules)  # fmt: skip
+        children = sibling_children(definition, file.parent, activity_types=known, python_modules=modules)
+        planned = plan_run(definition, given, children=children)
+    except (OSError, PluginError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    except DslError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(planned.model_dump_json(indent=2))
+    else:
+        Console(width=max(console.width, 160) if not console.is_terminal else None).print(plan_view(planned))
+
+
 def _api(method: str, path: str, body: Any = None) -> Any:
     from workflow_engine.remote import ApiError, call
 

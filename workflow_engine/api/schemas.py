@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from workflow_engine.dsl.plan import Plan
 from workflow_engine.engine.client.resume import RetryMode
 from workflow_engine.engine.types import RunStatus, TaskStatus
 
@@ -237,6 +238,21 @@ class ExecuteRunRequest(ExecuteRequest):
     revision: int | None = Field(
         None, ge=1, le=DB_INT_MAX, description="Run this registered revision instead of the current one."
     )
+
+
+class PlanRequest(BaseModel):
+    """Body of a plan call: the parameters a run would get, and optionally an older revision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    revision: int | None = Field(
+        None, ge=1, le=DB_INT_MAX, description="Plan this revision instead of the current one."
+    )
+
+
+# What a run with these parameters would do (workflow_engine/dsl/plan.py): the API answers the DSL's own model.
+PlanResponse = Plan
 
 
 class RetryRequest(BaseModel):

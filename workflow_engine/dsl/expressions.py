@@ -409,3 +409,13 @@ def _parent(value: Any, path: list[str | int]) -> tuple[Any, Any]:
 def is_true(value: Any) -> bool:
     """Decide a `when` condition: only a boolean true runs the task."""
     return value is True
+
+
+def tasks_read(source: str) -> frozenset[str] | None:
+    """Return the task ids an expression reads (`tasks.<id>`), or None when it reads `tasks` as a whole."""
+    return _task_reads(source)
+
+
+def as_text(value: Any) -> str:
+    """Return a value as a template embedded in text shows it (`render` of `"a ${{ x }}"`)."""
+    return _as_text(value)

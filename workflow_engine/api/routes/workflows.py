@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from workflow_engine.api.auth import Admin, Viewer
 from workflow_engine.api.deps import (
     ActivityTypesDep,
+    DefinitionsDep,
     PythonModulesDep,
     SchedulesDep,
     SessionDep,
@@ -30,6 +31,8 @@ from workflow_engine.api.schedules import desired_schedules
 from workflow_engine.api.schemas import (
     DB_INT_MAX,
     DefinitionWarning,
+    PlanRequest,
+    PlanResponse,
     RegisterRequest,
     RegisterResponse,
     ReloadResponse,
@@ -42,6 +45,7 @@ from workflow_engine.api.schemas import (
 )
 from workflow_engine.dsl import DslError, Issue, WorkflowDefinition, dependencies
 from workflow_engine.dsl.graph import mermaid
+from workflow_engine.dsl.plan import plan_stored
 from workflow_engine.dsl.prepared import outline
 from workflow_engine.engine.client.executions import count_running
 from workflow_engine.errors import ConflictError, NotFoundError
@@ -213,6 +217,28 @@ async def graph(
             raise NotFoundError(f"workflow {workflow_id!r} has no revision {revision}")
         chosen = found
     return PlainTextResponse(mermaid(WorkflowDefinition.from_stored(chosen.definition)))
+
+
+@router.post("/{workflow_id}/plan", response_model=PlanResponse, responses=_ERRORS)
+async def plan(
+    workflow_id: str, body: PlanRequest, session: SessionDep, definitions: DefinitionsDep, _caller: Viewer
+) -> PlanResponse:
+    """What a run with these parameters would do, without starting one (like reading the definition: viewer).
+
+    DAG levels, the tasks `when` skips (or the tasks whose outputs decide it), configs rendered as far as the
+    parameters go, static `for_each` sizes and the worst-case duration; 422 lists invalid parameters as a start
+    does. Child workflows are planned on their current revisions; one that is not registered has an unknown
+    duration.
+    """
+    pinned = await definitions.revision(session, workflow_id, body.revision)
+    try:
+        children = await definitions.children(session, pinned.definition)
+    except DslError:  # a start refuses this; a plan shows what it can
+        children = {}
+    await session.close()
+    stored = {name: child.definition for name, child in children.items()}
+    return await off_loop(plan_stored, json.dumps(pinned.stored), given=body.parameters, revision=pinned.number,
+                          children=stored)  # fmt: skip
 
 
 @router.delete("/{workflow_id}", status_code=204, responses=_ERRORS)

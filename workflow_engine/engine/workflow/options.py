@@ -7,13 +7,12 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy as TemporalRetryPolicy
 
+from workflow_engine.dsl.defaults import DEFAULT_RETRY, DEFAULT_TASK_TIMEOUT
 from workflow_engine.dsl.model import ActivityTask, Defaults, RetryPolicy
 
-DEFAULT_TASK_TIMEOUT = timedelta(minutes=5)
 # Our remote activities heartbeat every second or two while they run, so a task of a worker that died is retried
 # after this long instead of after its whole start-to-close timeout (`timeouts.heartbeat` overrides it).
 DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=1), backoff_coefficient=2.0)
 # Built-ins cheap enough to run as local activities: no task-queue round trip per step.
 LOCAL_ACTIVITY_TYPES = ("log",)
 
