@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict
 from .defaults import (
     DEFAULT_BACKOFF_COEFFICIENT,
     DEFAULT_INITIAL_INTERVAL,
-    DEFAULT_RETRY,
-    DEFAULT_TASK_TIMEOUT,
     MAXIMUM_INTERVAL_FACTOR,
+    task_limits,
 )
 from .errors import ExpressionError
 from .expressions import TEMPLATE, as_text, evaluate, is_true, render, root_names, tasks_read
@@ -147,12 +146,7 @@ def activity_worst_case(task: ActivityTask, defaults: Defaults) -> tuple[float, 
     Each attempt may run to its start-to-close timeout, then waits out its backoff; a schedule-to-close timeout
     bounds the whole. Unlimited attempts without a schedule-to-close timeout are unbounded.
     """
-    timeouts = task.timeouts
-    start_to_close = task.timeout or (timeouts.start_to_close if timeouts else None) or defaults.timeout
-    schedule_to_close = timeouts.schedule_to_close if timeouts else None
-    if start_to_close is None and schedule_to_close is None:
-        start_to_close = DEFAULT_TASK_TIMEOUT
-    policy = task.retry_policy or defaults.retry_policy or DEFAULT_RETRY
+    start_to_close, schedule_to_close, policy = task_limits(task, defaults)
     seconds: float = _INF
     note: str | None = "unbounded (retries without limit)"
     if start_to_close is not None and policy.max_attempts is not None:

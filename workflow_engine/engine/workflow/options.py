@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy as TemporalRetryPolicy
 
-from workflow_engine.dsl.defaults import DEFAULT_RETRY, DEFAULT_TASK_TIMEOUT
+from workflow_engine.dsl.defaults import task_limits
 from workflow_engine.dsl.model import ActivityTask, Defaults, RetryPolicy
 
 # Our remote activities heartbeat every second or two while they run, so a task of a worker that died is retried
@@ -50,16 +50,11 @@ def temporal_retry(policy: RetryPolicy) -> TemporalRetryPolicy:
 
 def activity_options(task: ActivityTask, defaults: Defaults) -> ActivityOptions:
     """Resolve a task's options: its own settings first, then the definition defaults, then ours."""
-    timeouts = task.timeouts
-    start_to_close = task.timeout or (timeouts.start_to_close if timeouts else None) or defaults.timeout
-    schedule_to_close = timeouts.schedule_to_close if timeouts else None
-    if start_to_close is None and schedule_to_close is None:
-        start_to_close = DEFAULT_TASK_TIMEOUT
-    policy = task.retry_policy or defaults.retry_policy or DEFAULT_RETRY
+    start_to_close, schedule_to_close, policy = task_limits(task, defaults)
     return ActivityOptions(
         start_to_close_timeout=start_to_close,
         schedule_to_close_timeout=schedule_to_close,
-        heartbeat_timeout=(timeouts.heartbeat if timeouts else None) or DEFAULT_HEARTBEAT_TIMEOUT,
+        heartbeat_timeout=(task.timeouts.heartbeat if task.timeouts else None) or DEFAULT_HEARTBEAT_TIMEOUT,
         retry_policy=temporal_retry(policy),
         task_queue=task.task_queue,
     )
