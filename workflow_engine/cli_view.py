@@ -26,6 +26,8 @@ STATUS_STYLES = {
     "rejected": "red",
     "skipped": "dim",
     "cancelled": "magenta",
+    "compensated": "blue",
+    "compensation_failed": "red",
     "unknown": "dim",
     "terminated": "magenta",
     "timed_out": "magenta",

@@ -421,6 +421,31 @@ tasks:
         "failed",
         drive=_reject_once_notified,
     ),
+    # recorded after the `wfe-compensate` patch: charge fails, so notify (a local `log`) then reserve are undone,
+    # latest first, before on_failure runs
+    "compensate": Scenario(
+        """
+name: replay-compensate
+tasks:
+  - id: reserve
+    activity_type: python
+    config: {function: "helpers:add", args: [1, 2]}
+    compensate: {activity_type: python, config: {function: "helpers:echo", args: ["${{ output }}"]}}
+  - id: notify
+    activity_type: log
+    config: {message: "reserved ${{ tasks.reserve.output }}"}
+    compensate: {activity_type: log, config: {message: "unreserve ${{ task.output }}"}}
+  - id: charge
+    activity_type: python
+    config: {function: "helpers:boom", args: ["card declined"]}
+    retry_policy: {max_attempts: 1}
+on_failure:
+  - id: alert
+    activity_type: log
+    config: {message: "${{ error.task_id }} failed; reserve ${{ tasks.reserve.status }}"}
+""",
+        "failed",
+    ),
     # the recorder's server suggests continue-as-new after CONTINUE_AS_NEW_AFTER events: the first run stops
     # at a quiet point between two tasks and hands task states to the next run
     "continue_as_new": Scenario(

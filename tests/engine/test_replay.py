@@ -7,7 +7,8 @@ patch's new branch: running items finish, waiting ones never start), set, sleep,
 decided by signed and unverified decisions, on_failure, child workflow, continue_on_error, the first run of
 one that continued as new, runs that completed, failed and were cancelled after the `wfe-final-states-memo`
 patch, which keeps their final task states in the memo, and a rejected approval after the `wfe-notify` patch,
-whose approval and failure notifications fail).
+whose approval and failure notifications fail, and a failed run whose completed tasks are compensated (the
+`wfe-compensate` patch).
 Each is replayed twice: without the sandbox, as the worker runs the interpreter by default, and in the
 sandbox (WORKER_WORKFLOW_SANDBOX=true), which refuses a clock read, randomness or I/O in workflow code: this
 is where such a call is caught when the worker runs unsandboxed. A change to the interpreter that would break
@@ -30,7 +31,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflow_engine.engine.types import FAN_OUT_FINISHES_PATCH, FINAL_MEMO, FINAL_STATES_PATCH, NOTIFY_PATCH
+from workflow_engine.engine.types import (
+    COMPENSATE_PATCH,
+    FAN_OUT_FINISHES_PATCH,
+    FINAL_MEMO,
+    FINAL_STATES_PATCH,
+    NOTIFY_PATCH,
+)
 from workflow_engine.engine.workflow.interpreter import Interpreter
 from workflow_engine.worker import workflow_runner
 
@@ -87,7 +94,7 @@ def test_only_the_final_states_histories_keep_them_in_the_memo_before_they_close
     recorded = sorted(name for name in SCENARIOS if name.startswith("final_states_"))
     assert recorded == ["final_states_cancelled", "final_states_completed", "final_states_failed"]
     for name in sorted(SCENARIOS):
-        assert (FINAL_STATES_PATCH in _patches(name)) == (name in recorded or name == "notify"), name
+        assert (FINAL_STATES_PATCH in _patches(name)) == (name in recorded or name in ("notify", "compensate")), name
     for name in recorded:
         events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
         assert events[-2]["eventType"] == "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED", name  # just before the close
@@ -127,3 +134,17 @@ async def test_a_history_the_interpreter_would_not_produce_fails_to_replay() -> 
     result = await _replayer().replay_workflow(_history("sequential", data), raise_on_replay_failure=False)
     assert result.replay_failure is not None
     assert "nondetermin" in str(result.replay_failure).lower()
+
+
+def test_the_compensate_history_undoes_its_tasks_latest_first_before_on_failure() -> None:
+    for name in sorted(SCENARIOS):
+        assert (COMPENSATE_PATCH in _patches(name)) == (name == "compensate"), name
+    events = json.loads((HISTORIES / "compensate.json").read_text())["events"]
+    final = json.loads(base64.b64decode(
+        events[-2]["workflowPropertiesModifiedEventAttributes"]["upsertedMemo"]["fields"][FINAL_MEMO]["data"]
+    ))  # fmt: skip
+    statuses = {task["id"]: task["status"] for task in final["tasks"]}
+    assert statuses == {"reserve": "compensated", "notify": "compensated", "charge": "failed", "alert": "completed"}
+    undone = {task["id"]: task["compensation"] for task in final["tasks"] if "compensation" in task}
+    assert undone["notify"]["output"] == "unreserve reserved 3" and undone["reserve"]["output"] == [3]
+    assert undone["notify"]["finished_at"] <= undone["reserve"]["started_at"]

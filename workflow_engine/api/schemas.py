@@ -156,6 +156,9 @@ class TaskState(BaseModel):
     notifications: list[dict[str, Any]] | None = Field(
         None, description="Notifications sent about this task (`notify`): `{event, channel, ok, error}` each."
     )
+    compensation: dict[str, Any] | None = Field(
+        None, description="Its `compensate` activity's `{status, output, error, attempts, started_at, finished_at}`."
+    )
 
 
 class ApprovalRequest(BaseModel):

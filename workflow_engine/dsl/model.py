@@ -139,6 +139,10 @@ class _FanOut(_Closed):
         return self
 
 
+# `compensate:` (dsl/compensation.py) builds on RetryPolicy and Timeouts above, so it is imported here.
+from .compensation import Compensation  # noqa: E402
+
+
 class ActivityTask(_TaskBase, _FanOut):
     """A step run by a worker activity (`log`, `python`, `http_request`, `shell`, plugins)."""
 
@@ -149,6 +153,7 @@ class ActivityTask(_TaskBase, _FanOut):
     timeouts: Timeouts | None = None
     retry_policy: RetryPolicy | None = None
     task_queue: str | None = Field(None, min_length=1, max_length=200)
+    compensate: Compensation | None = Field(None, description="Undoes this task when the run fails or is cancelled.")
 
     @model_validator(mode="after")
     def _one_start_to_close(self) -> ActivityTask:
@@ -233,6 +238,7 @@ class WorkflowTask(_TaskBase, _FanOut):
     type: Literal["workflow"]
     config: ChildWorkflowConfig
     timeout: Duration | None = None
+    compensate: Compensation | None = Field(None, description="Undoes this task when the run fails or is cancelled.")
 
 
 class SetTask(_TaskBase):

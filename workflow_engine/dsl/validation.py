@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .compensation_checks import check_compensations
 from .errors import ExpressionError
 from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names, static_limit_problem
 from .graph import Graph, UpstreamSets, dependencies_of, find_cycle
@@ -109,6 +110,9 @@ def check_semantics(
     for i, task in handlers:
         # on_failure runs after the run failed: any main task may be read, in any state.
         problems.extend(_check_task_expressions(("on_failure", i), task, None, known, in_handler=True))
+    problems.extend(
+        check_compensations(data, scopes, known, activity_types=activity_types, python_modules=python_modules)
+    )
     for sub, source in iter_templates(data.get("output")):
         problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, {"secrets"}))
     for sub, source in iter_templates(data.get("notify")):

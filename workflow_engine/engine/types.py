@@ -25,6 +25,9 @@ FINAL_MEMO = "wfe_final"
 # Runs that reached this marker send the notifications their definition's `notify` asks for (`notify` activity).
 NOTIFY_PATCH = "wfe-notify"
 NOTIFY_ACTIVITY = "notify"
+# Compensation (`compensate:` on tasks): runs whose definition has one record this marker when the run fails or is
+# cancelled, then undo its completed tasks, latest first (engine/workflow/compensation.py).
+COMPENSATE_PATCH = "wfe-compensate"
 # Final states larger than this (serialized) are not put in the memo, which visibility listings carry for every
 # run; a reader falls back to the status query for such runs (docs/decisions.md).
 FINAL_MEMO_MAX_BYTES = 32 * 1024
@@ -47,6 +50,9 @@ class TaskStatus(StrEnum):
     REJECTED = "rejected"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    # a completed task undone by its `compensate` activity as the run failed or was cancelled (or not: it failed)
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
     # only from the API: the run's tasks are read from the definition and no worker said what they did
     UNKNOWN = "unknown"
 
@@ -63,7 +69,7 @@ class TaskStatus(StrEnum):
 
 _FINISHED_TASKS = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.REJECTED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
-)
+) | {TaskStatus.COMPENSATED, TaskStatus.COMPENSATION_FAILED}
 
 
 class RunStatus(StrEnum):
@@ -111,6 +117,9 @@ class TaskState:
     items_done: int | None = None
     # an approval task that notified (or a failed task whose run notified): one `{channel, ok, error}` per channel
     notifications: list[dict[str, Any]] | None = None
+    # a compensated task: `{status, output, error, attempts, started_at, finished_at}` of its `compensate` activity
+    # (a `for_each` task's: `items`, one `{index, status, output, error, attempts}` per completed item)
+    compensation: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The task as the `status` query reports it: the approval keys only once an approval task has waited."""
@@ -130,6 +139,8 @@ class TaskState:
             data.update(items_total=self.items_total, items_done=self.items_done)
         if self.notifications is not None:
             data["notifications"] = self.notifications
+        if self.compensation is not None:
+            data["compensation"] = self.compensation
         return data
 
     @classmethod

@@ -20,6 +20,8 @@ COLOURS: dict[str, tuple[str, str]] = {
     "failed": ("#fecaca", "#dc2626"),
     "skipped": ("#e5e7eb", "#6b7280"),
     "cancelled": ("#e7e5e4", "#57534e"),
+    "compensated": ("#e9d5ff", "#7c3aed"),
+    "compensation_failed": ("#fecaca", "#7c3aed"),
 }
 _OTHER = ("#ffffff", "#6b7280")
 

@@ -13,6 +13,7 @@ from ..auth import Caller
 
 # Run and task statuses that no longer change: a page showing only these stops refreshing itself.
 CLOSED = frozenset({"completed", "failed", "cancelled", "terminated", "timed_out", "skipped", "rejected"})
+CLOSED |= {"compensated", "compensation_failed"}  # a failed or cancelled run's undone tasks
 _WHY_NOT = {
     "duplicate": "you have already decided on this approval",
     "self_approval": "you started this run and it does not allow self-approval",

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 
 # the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
 from .approvals import check, outcome, refusal
+from .compensation import Saga
 from .notifications import notify_failure, notify_waiting
 from .steps import SECRETS, FanOutFailed, StepFailed, Steps, cancel_requested
 
@@ -105,6 +106,7 @@ class Interpreter:
         self.waiting = False
         self.audited: dict[str, int] = {}
         self.steps = Steps(self.run_input)
+        self.saga = Saga(self.steps)
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
@@ -233,6 +235,7 @@ class Interpreter:
             try:
                 await self._run_dag(self.definition.tasks, fail_fast=True)
             except _RunFailed as failure:
+                await self.saga.run(self.definition, self.tasks, self.context)
                 await self._run_on_failure(failure)
                 raise ApplicationError(
                     f"task {failure.task_id!r} failed: {failure.message}",
@@ -251,6 +254,7 @@ class Interpreter:
                 self._keep_final_states()
             raise
         except asyncio.CancelledError:
+            await self.saga.run(self.definition, self.tasks, self.context)
             self._keep_final_states()
             raise
         self._keep_final_states()
@@ -400,6 +404,7 @@ class Interpreter:
                 state.items = None
             state.attempts = attempts
             self.finish(task.id, TaskStatus.COMPLETED, output=output)
+            self.saga.note(task)
         except ExpressionError as exc:
             self.finish(task.id, TaskStatus.FAILED, error=f"ExpressionError: {exc}")
         except StepFailed as exc:
