@@ -78,7 +78,7 @@ def _tasks(body: Json) -> dict[str, Json]:
 
 
 async def test_examples_are_registered_at_start(api: httpx.AsyncClient) -> None:
-    for name in ("order_processing_workflow", "human_approval_workflow", "sample", "hello"):
+    for name in ("order_processing_workflow", "human_approval_workflow", "sample", "hello", "trip_booking"):
         response = await api.get(f"/workflows/{name}")
         assert response.status_code == 200, (name, response.text)
     for old in ("order-processing", "expense-approval"):
@@ -255,3 +255,35 @@ async def test_the_reference_minimal_example_registers_and_fails_clearly_offline
     assert "task 'task1' failed" in done["error"] and "httpbin.org" in done["error"]
     assert 3.0 <= elapsed < 30, elapsed  # backoff was waited, nothing hung
     print(f"\nmy-workflow offline: failed after {task['attempts']} attempts in {elapsed:.1f} s")
+
+
+TRIP = "/executions/workflows/trip_booking/execute"
+
+
+async def test_a_declined_trip_cancels_its_bookings_latest_first_then_tells_the_customer(
+    api: httpx.AsyncClient,
+) -> None:
+    execution_id = await _start(api, TRIP, {"parameters": {"trip_id": "T-1", "card_last4": "0002"}})
+    done = await _until(api, execution_id, _finished)
+    assert done["status"] == "failed", done
+    tasks = _tasks(done)
+    assert tasks["charge"]["status"] == "failed" and tasks["charge"]["attempts"] == 1  # PaymentDeclined: no retry
+    undone = ("book_flight", "book_hotel", "book_car")
+    assert {t: tasks[t]["status"] for t in undone} == dict.fromkeys(undone, "compensated")
+    for task_id in undone:
+        compensation = tasks[task_id]["compensation"]
+        assert compensation["output"] == {"kind": task_id.removeprefix("book_"), "status": "cancelled",
+                                          "booking": tasks[task_id]["output"]["booking"]}  # fmt: skip
+    by_start = sorted(undone, key=lambda t: tasks[t]["compensation"]["started_at"])
+    assert by_start == ["book_car", "book_hotel", "book_flight"]
+    assert tasks["tell_customer"]["status"] == "completed"
+    assert "flight compensated, hotel compensated, car compensated" in tasks["tell_customer"]["output"]
+
+
+async def test_a_paid_trip_keeps_its_bookings(api: httpx.AsyncClient) -> None:
+    execution_id = await _start(api, TRIP, {"parameters": {"trip_id": "T-2"}})
+    done = await _until(api, execution_id, _finished)
+    assert done["status"] == "completed", done
+    assert set(done["output"]) == {"flight", "hotel", "car", "receipt"}
+    assert all(task.get("compensation") is None for task in done["tasks"])
+    assert _tasks(done)["tell_customer"]["status"] == "pending"
