@@ -335,6 +335,58 @@ tasks:
     assert all(item["status"] == "completed" for item in book["compensation"]["items"])
 
 
+async def test_a_fan_out_that_fails_part_way_undoes_its_completed_items_and_a_resume_redoes_them(
+    run_yaml: Runner, workflows_dir: Path, client: Client
+) -> None:
+    (workflows_dir / "saga.py").write_text(
+        SAGA
+        + """
+
+def do_or_fail(journal, name):
+    if name == "bad":
+        _note(journal, ["fail", name])
+        raise ValueError("no room " + name)
+    return do(journal, name)
+"""
+    )
+    journal = workflows_dir / "journal.jsonl"
+    source = """
+name: saga-partial-items
+params:
+  journal: {type: string, required: true}
+tasks:
+  - id: first
+    activity_type: python
+    config: {function: "saga:do", args: ["${{ params.journal }}", first]}
+    compensate:
+      activity_type: python
+      config: {function: "saga:undo", args: ["${{ params.journal }}", first, "${{ output.id }}"]}
+  - id: book
+    depends_on: [first]
+    for_each: [x, y, bad]
+    max_parallel: 1
+    activity_type: python
+    config: {function: "saga:do_or_fail", args: ["${{ params.journal }}", "${{ item }}"]}
+    retry_policy: {max_attempts: 1}
+    compensate:
+      activity_type: python
+      config: {function: "saga:undo", args: ["${{ params.journal }}", "${{ item }}", "${{ output.id }}"]}
+"""
+    outcome = await run_yaml(source, {"journal": str(journal)})
+    assert outcome.failure is not None
+    assert _journal(journal) == [
+        ["do", "first"], ["do", "x"], ["do", "y"], ["fail", "bad"],
+        ["undo", "y", "y-1"], ["undo", "x", "x-1"], ["undo", "first", "first-1"],
+    ]  # fmt: skip
+    book = outcome.task("book")
+    assert book["status"] == "compensated" and "no room bad" in book["error"]
+    assert [item["index"] for item in book["compensation"]["items"]] == [1, 0]
+    assert "items" not in book or not book["items"]  # undone items are not kept for a resume
+    states = await final_states(client, outcome.handle.id)
+    plan = plan_resume(parse_definition(source), 1, states, execution_id="x", mode=RetryMode.FROM_FAILURE)
+    assert plan.kept == [] and plan.resume["tasks"] == {}
+
+
 async def test_a_cancellation_during_the_compensations_lets_them_finish_then_cancels_the_run(
     run_yaml: Runner, workflows_dir: Path
 ) -> None:

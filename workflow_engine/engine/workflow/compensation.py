@@ -33,6 +33,11 @@ def _compensation(task: Task) -> Compensation | None:
     return spec if isinstance(spec, Compensation) else None
 
 
+def _undoable(state: TaskState) -> bool:
+    """Whether the task did something to undo: it completed, or it is a fan-out that failed part-way."""
+    return state.status == TaskStatus.COMPLETED or (state.status == TaskStatus.FAILED and bool(state.items))
+
+
 def _step(task: Task, spec: Compensation) -> ActivityTask:
     """The compensation as an activity task of its own id, so the steps' per-task caches never mix the two."""
     return ActivityTask.model_construct(
@@ -80,7 +85,7 @@ class Saga:
         finished (then by definition order).
         """
         compensable = {task.id: task for task in definition.tasks if _compensation(task) is not None}
-        done = [tid for tid in compensable if tasks[tid].status == TaskStatus.COMPLETED]
+        done = [tid for tid in compensable if _undoable(tasks[tid])]
         noted = set(self.order)
         position = {tid: i for i, tid in enumerate(compensable)}
         carried = sorted(
@@ -88,7 +93,7 @@ class Saga:
             key=lambda tid: (datetime.fromisoformat(tasks[tid].finished_at or "0001-01-01T00:00:00+00:00"),
                              position[tid]),
         )  # fmt: skip
-        sequence = [*carried, *(tid for tid in self.order if tasks[tid].status == TaskStatus.COMPLETED)]
+        sequence = [*carried, *(tid for tid in self.order if _undoable(tasks[tid]))]
         return [compensable[tid] for tid in reversed(sequence)]
 
     async def run(self, definition: WorkflowDefinition, tasks: dict[str, TaskState], context: dict[str, Any]) -> None:
@@ -125,14 +130,17 @@ class Saga:
         step = _step(task, spec)
         if getattr(task, "for_each", None) is None:
             return await self._one(step, definition, self._scope(task, state.output, context))
-        outputs = state.output if isinstance(state.output, list) else []
+        if state.status == TaskStatus.COMPLETED:
+            outputs = dict(enumerate(state.output)) if isinstance(state.output, list) else {}
+        else:  # failed part-way: the items that completed; a resume must not keep them once undone
+            outputs, state.items = {int(index): output for index, output in (state.items or {}).items()}, None
         try:
             items = render(getattr(task, "for_each", None), context)
         except ExpressionError as exc:
             return {"status": TaskStatus.FAILED.value, "error": f"ExpressionError: {exc}", "items": []}
         items = items if isinstance(items, list) else []
         records = []
-        for index in reversed(range(len(outputs))):
+        for index in sorted(outputs, reverse=True):
             scope = {**self._scope(task, outputs[index], context),
                      "item": items[index] if index < len(items) else None, "index": index}  # fmt: skip
             records.append({"index": index, **await self._one(step, definition, scope)})

@@ -415,6 +415,8 @@ class Interpreter:
             if isinstance(exc, FanOutFailed):  # what a resume keeps
                 state.items = {str(index): output for index, output in sorted(exc.completed.items())}
             self.finish(task.id, TaskStatus.FAILED, error=exc.message)
+            if state.items:  # a fan-out that failed part-way: its completed items are undone too
+                self.saga.note(task)
         except asyncio.CancelledError:
             self.finish(task.id, TaskStatus.CANCELLED)
             self._set_waiting()  # a cancelled approval no longer waits
