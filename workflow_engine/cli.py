@@ -280,6 +280,32 @@ def plan(
         Console(width=max(console.width, 160) if not console.is_terminal else None).print(plan_view(planned))
 
 
+@app.command("test")
+def test_workflows(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Test files or folders (default: WORKFLOWS_DIR).")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write a JUnit XML report here.")] = None,
+    keyword: Annotated[str | None, typer.Option("-k", help="Only cases whose `file::name` contains this.")] = None,
+    timeout: Annotated[float, typer.Option(help="Wall seconds one case may take.", min=1)] = 60.0,
+) -> None:
+    """Run workflow test files on Temporal's time-skipping test server (docs/testing.md); exit 1 if a case fails.
+
+    A directory is searched for `tests/*.yaml` and for definitions with a `tests:` section. Sleeps, retry backoff
+    and approval timeouts take no wall time. Invalid test files exit with 2, each problem as file:line.
+    """
+    from workflow_engine.cli_test import run_tests
+    from workflow_engine.plugins import PluginError, activity_types
+
+    settings = get_settings()
+    try:
+        known = activity_types(settings)
+    except PluginError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    code = run_tests(settings, paths or [settings.workflows_dir], activity_types=known, junit=junit, keyword=keyword,
+                     case_timeout=timeout)  # fmt: skip
+    raise typer.Exit(code)
+
+
 def _api(method: str, path: str, body: Any = None) -> Any:
     from workflow_engine.remote import ApiError, call
 

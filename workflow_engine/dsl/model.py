@@ -360,6 +360,8 @@ class WorkflowDefinition(_Closed):
     on_failure: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
     notify: WorkflowNotify | None = Field(None, description="Default notifications: approvals waiting, run failures.")
     output: Any = None
+    # Test cases for `workflow_engine test` (dsl/testcases.py checks them); never part of a run or a revision.
+    tests: list[Any] | None = Field(None, exclude=True, description="Test cases (docs/testing.md); runs ignore them.")
 
     @field_validator("version", mode="before")
     @classmethod

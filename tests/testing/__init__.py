@@ -1,0 +1,1 @@
+"""Tests of workflow_engine.testing (`workflow_engine test`)."""
