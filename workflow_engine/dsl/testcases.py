@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import DslError, Issue
 from .model import ActivityTask, ApprovalTask, WorkflowDefinition
@@ -12,7 +12,10 @@ from .params import resolve_params
 from .parser import Marks, Path, format_path, load_yaml, locate
 
 RunEnd = Literal["completed", "failed", "cancelled", "terminated", "timed_out"]
-TaskEnd = Literal["pending", "running", "completed", "failed", "rejected", "skipped", "cancelled"]
+TaskEnd = Literal[
+    "pending", "running", "completed", "failed", "rejected", "skipped", "cancelled", "compensated",
+    "compensation_failed",
+]  # fmt: skip
 RUN_STATUSES: tuple[str, ...] = get_args(RunEnd)
 
 
@@ -63,11 +66,16 @@ class TaskExpect(_Closed):
     error: str | None = None
 
 
+def _status_alone(value: Any) -> Any:
+    """Read `task: completed` as `task: {status: completed}`, so a wrong status gets one message, not two."""
+    return {"status": value} if isinstance(value, str) else value
+
+
 class Expect(_Closed):
     """What the run should end as; anything left out is not checked."""
 
     status: RunEnd | None = None
-    tasks: dict[str, TaskEnd | TaskExpect] = Field(default_factory=dict)
+    tasks: dict[str, Annotated[TaskExpect, BeforeValidator(_status_alone)]] = Field(default_factory=dict)
     output: Any = None
     error: str | None = None
 

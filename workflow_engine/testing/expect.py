@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflow_engine.dsl.testcases import Expect, TaskExpect
+from workflow_engine.dsl.testcases import Expect
 
 
 def _show(value: Any) -> str:
@@ -49,8 +49,7 @@ def mismatches(expect: Expect, detail: dict[str, Any]) -> list[str]:
             f"status: expected {expect.status}, got {got}" + (f" ({detail['error']})" if detail.get("error") else "")
         )
     tasks = {task["id"]: task for task in detail.get("tasks") or []}
-    for task_id, wanted in expect.tasks.items():
-        want = TaskExpect(status=wanted) if isinstance(wanted, str) else wanted
+    for task_id, want in expect.tasks.items():
         task = tasks.get(task_id, {})
         if want.status is not None and task.get("status") != want.status:
             error = f" ({task['error']})" if task.get("error") else ""
