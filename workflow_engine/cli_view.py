@@ -128,6 +128,8 @@ def task_table(
         note = task.get("error") or task.get("message") or ""
         if task.get("reused_from"):
             note = f"kept from {task['reused_from']}" + (f"; {note}" if note else "")
+        if task.get("waiting_for"):
+            note = f"waiting for concurrency key {task['waiting_for']}"
         table.add_row(
             task["id"], task.get("type", ""), status_cell, str(task.get("attempts", 0)), duration(task, now),
             _progress(task, fan_outs.get(task["id"])), Text(str(note), style="red" if task.get("error") else ""),

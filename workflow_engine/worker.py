@@ -19,6 +19,7 @@ import workflow_engine.engine
 from workflow_engine.audit import AuditActivities
 from workflow_engine.engine.activities.builtin import BuiltinActivities
 from workflow_engine.engine.activities.calls import FunctionRunner
+from workflow_engine.engine.activities.concurrency import acquire_key, closed_workflows
 from workflow_engine.engine.activities.http import HttpActivities
 from workflow_engine.engine.activities.metrics import TaskMetricsInterceptor
 from workflow_engine.engine.activities.modules import configured_modules
@@ -29,6 +30,7 @@ from workflow_engine.engine.activities.tasklogs import TaskLogInterceptor, TaskL
 from workflow_engine.engine.client.connection import connect, ensure_search_attributes, with_interceptors
 from workflow_engine.engine.signing import ApprovalVerifier
 from workflow_engine.engine.workflow.interpreter import Interpreter
+from workflow_engine.engine.workflow.lock import KeyLock
 from workflow_engine.engine.workflow.options import activity_queue
 from workflow_engine.metrics import sdk_runtime, serve_worker_metrics
 from workflow_engine.payloads import DatabasePayloadStore, with_payload_store
@@ -185,12 +187,14 @@ def build_worker(
     return EngineWorker(
         client,
         task_queue=queue,
-        workflows=[Interpreter],
+        workflows=[Interpreter, KeyLock],  # KeyLock: one `wfe.lock` per concurrency key
         activities=[
             builtin.log,
             audit.record_approval,
             ApprovalVerifier(settings).verify_approval,
             NotifyActivities(settings).notify,
+            acquire_key,
+            closed_workflows,
             *remote.values(),
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,

@@ -446,6 +446,25 @@ on_failure:
 """,
         "failed",
     ),
+    # after the `wfe-concurrency` patch: the run takes its key, then one task takes another, each released after
+    "concurrency": Scenario(
+        """
+name: replay-concurrency
+params:
+  env: {type: string, default: staging}
+concurrency: {key: "replay-${{ params.env }}", limit: 1}
+tasks:
+  - id: hello
+    activity_type: log
+    config: {message: "hello ${{ params.env }}"}
+  - id: deploy
+    type: set
+    concurrency: {key: "replay-deploy-${{ params.env }}", on_conflict: fail}
+    config: {env: "${{ params.env }}"}
+output: "${{ tasks.deploy.output.env }}"
+""",
+        "completed",
+    ),
     # the recorder's server suggests continue-as-new after CONTINUE_AS_NEW_AFTER events: the first run stops
     # at a quiet point between two tasks and hands task states to the next run
     "continue_as_new": Scenario(

@@ -94,7 +94,9 @@ def test_only_the_final_states_histories_keep_them_in_the_memo_before_they_close
     recorded = sorted(name for name in SCENARIOS if name.startswith("final_states_"))
     assert recorded == ["final_states_cancelled", "final_states_completed", "final_states_failed"]
     for name in sorted(SCENARIOS):
-        assert (FINAL_STATES_PATCH in _patches(name)) == (name in recorded or name in ("notify", "compensate")), name
+        assert (FINAL_STATES_PATCH in _patches(name)) == (
+            name in recorded or name in ("notify", "compensate", "concurrency")
+        ), name
     for name in recorded:
         events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
         assert events[-2]["eventType"] == "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED", name  # just before the close

@@ -159,6 +159,7 @@ class TaskState(BaseModel):
     compensation: dict[str, Any] | None = Field(
         None, description="Its `compensate` activity's `{status, output, error, attempts, started_at, finished_at}`."
     )
+    waiting_for: str | None = Field(None, description="A task with `concurrency` queued for this key.")
 
 
 class ApprovalRequest(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from .concurrency import Concurrency
 from .durations import Duration
 from .instants import parse_instant
 from .notify import TaskNotify, WorkflowNotify
@@ -118,6 +119,7 @@ class _TaskBase(_Closed):
     depends_on: list[str] | None = None
     when: str | None = None
     continue_on_error: bool = False
+    concurrency: Concurrency | None = Field(None, description="At most `limit` tasks with this key at once.")
 
     @property
     def display_name(self) -> str:
@@ -359,6 +361,7 @@ class WorkflowDefinition(_Closed):
     tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
     on_failure: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
     notify: WorkflowNotify | None = Field(None, description="Default notifications: approvals waiting, run failures.")
+    concurrency: Concurrency | None = Field(None, description="At most `limit` runs with this key at once.")
     output: Any = None
     # Test cases for `workflow_engine test` (dsl/testcases.py checks them); never part of a run or a revision.
     tests: list[Any] | None = Field(None, exclude=True, description="Test cases (docs/testing.md); runs ignore them.")

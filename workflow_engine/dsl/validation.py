@@ -115,6 +115,9 @@ def check_semantics(
     )
     for sub, source in iter_templates(data.get("output")):
         problems.extend(_check_expression(("output", *sub), source, frozenset(main_ids), None, {"secrets"}))
+    for sub, source in iter_templates(data.get("concurrency")):  # rendered before any task runs: no task in scope
+        found = _check_expression(("concurrency", *sub), source, (), None, {*_FAN_OUT_NAMES, "error", "secrets"})
+        problems.extend((loc, msg.replace("does not exist", "has not run yet")) for loc, msg in found)
     for sub, source in iter_templates(data.get("notify")):
         # rendered as an approval starts waiting or as the run fails: any task may be read, in any state
         forbidden = {*_FAN_OUT_NAMES, "error", *(() if sub[:1] == ("webhook",) else ("secrets",))}
@@ -140,6 +143,8 @@ def _task_templates(task: dict[str, Any]) -> Iterator[tuple[Loc, str, bool, bool
             yield (field, *sub), source, field == "config", in_activity and field == "config"
     for sub, source in iter_templates(task.get("for_each")):
         yield ("for_each", *sub), source, False, False
+    for sub, source in iter_templates(task.get("concurrency")):  # rendered once, before the task's items
+        yield ("concurrency", *sub), source, False, False
     if task.get("type") == "approval":  # elsewhere `notify` is an unknown field, reported by the schema pass
         for sub, source in iter_templates(task.get("notify")):
             yield ("notify", *sub), source, False, sub[:1] == ("webhook",)

@@ -120,6 +120,8 @@ class TaskState:
     # a compensated task: `{status, output, error, attempts, started_at, finished_at}` of its `compensate` activity
     # (a `for_each` task's: `items`, one `{index, status, output, error, attempts}` per completed item)
     compensation: dict[str, Any] | None = None
+    # a task with `concurrency` queued for its key: the key it waits for (engine/workflow/keyed.py)
+    waiting_for: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The task as the `status` query reports it: the approval keys only once an approval task has waited."""
@@ -141,6 +143,8 @@ class TaskState:
             data["notifications"] = self.notifications
         if self.compensation is not None:
             data["compensation"] = self.compensation
+        if self.waiting_for is not None:
+            data["waiting_for"] = self.waiting_for
         return data
 
     @classmethod

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflow_engine.dsl import ExpressionError, Task, WorkflowDefinition, is_true, render, task_graph
     from workflow_engine.dsl.model import ApprovalTask, SetTask, SleepTask
 
+    from ..concurrency import LOCK_GRANTED_SIGNAL, LockGrant
     from ..types import (
         APPROVAL_SIGNAL,
         APPROVE_UPDATE,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
 # the interpreter's own helpers: sandboxed with it (engine/workflow/ is the sandbox boundary)
 from .approvals import check, outcome, refusal
 from .compensation import Saga
+from .keyed import CONFLICT, RUN_SCOPE, Keys, Refused, conflict, skipped_output
 from .notifications import notify_failure, notify_waiting
 from .steps import SECRETS, FanOutFailed, StepFailed, Steps, cancel_requested
 
@@ -107,6 +109,7 @@ class Interpreter:
         self.audited: dict[str, int] = {}
         self.steps = Steps(self.run_input)
         self.saga = Saga(self.steps)
+        self.keys = Keys(self.run_input.resume)
         self.definition: WorkflowDefinition | None = None
         self.load_error: str | None = None
         try:
@@ -141,7 +144,13 @@ class Interpreter:
             if state.status == TaskStatus.WAITING_APPROVAL and (config := self._approval_config(task_id)) is not None
         }
         return {"tasks": [state.as_json() for state in self.tasks.values()], "ignored_signals": self.ignored,
-                "started_by": self.run_input.started_by, "approval_policies": policies}  # fmt: skip
+                "started_by": self.run_input.started_by, "approval_policies": policies,
+                **self.keys.status()}  # fmt: skip
+
+    @workflow.signal(name=LOCK_GRANTED_SIGNAL)
+    def lock_granted(self, grant: LockGrant) -> None:
+        """Note that a concurrency key this run queued for is now its own (engine/workflow/keyed.py)."""
+        self.keys.granted(grant)
 
     @workflow.signal(name=APPROVAL_SIGNAL)
     def approval(self, payload: Any) -> None:
@@ -228,9 +237,12 @@ class Interpreter:
             raise ApplicationError(self.load_error or "no definition", type="InvalidDefinition", non_retryable=True)
         if self.run_input.batch is not None:
             return await self.steps.run_batch(self.definition, self.run_input.batch)
-        workflow.upsert_search_attributes(
-            [SA_WORKFLOW_NAME.value_set(self.definition.name), SA_REVISION.value_set(self.run_input.revision)]
-        )
+        if RUN_SCOPE not in self.keys.entered:  # a run holding its key comes back here once, from _hold_run
+            workflow.upsert_search_attributes(
+                [SA_WORKFLOW_NAME.value_set(self.definition.name), SA_REVISION.value_set(self.run_input.revision)]
+            )
+        if self.keys.wants(RUN_SCOPE, self.definition.concurrency):
+            return await self._hold_run(args)
         try:
             try:
                 await self._run_dag(self.definition.tasks, fail_fast=True)
@@ -259,6 +271,52 @@ class Interpreter:
             raise
         self._keep_final_states()
         return output
+
+    async def _hold_run(self, args: Sequence[RawValue]) -> Any:
+        """Run the whole run holding its concurrency key; a refused key skips or fails it before any task runs."""
+        definition = self.definition_or_fail()
+        assert definition.concurrency is not None
+        try:
+            return await self.keys.hold(RUN_SCOPE, definition.concurrency, self.context, partial(self.run, args))
+        except Refused as refused:
+            if refused.skip:
+                for task in definition.tasks:
+                    self.finish(task.id, TaskStatus.SKIPPED)
+            self._keep_final_states()
+            if refused.skip:
+                return skipped_output(refused.key)
+            raise conflict(refused) from None
+        except ExpressionError as exc:
+            raise ApplicationError(f"concurrency.key: {exc}", type="ExpressionError", non_retryable=True) from None
+        except asyncio.CancelledError:
+            if self.keys.run_hold is None:  # cancelled while it waited for its key (else the body kept them)
+                self._keep_final_states()
+            raise
+
+    async def _hold_task(self, task: Task) -> None:
+        """Run a task holding its concurrency key: it is running (waiting_for the key) until the lock grants it."""
+        assert task.concurrency is not None
+        state, body = self.tasks[task.id], partial(self._run_task, task)
+        try:
+            if task.when is not None and not is_true(render(task.when, self.context)):
+                self.keys.entered.add(task.id)  # skipped by the body, which asks for no key
+                await body()
+                return
+            self._set_status(task.id, TaskStatus.RUNNING)
+            await self.keys.hold(task.id, task.concurrency, self.context, body, state)
+        except ExpressionError as exc:
+            self.finish(task.id, TaskStatus.FAILED, error=f"ExpressionError: {exc}")
+        except Refused as refused:
+            if refused.skip:
+                self.finish(task.id, TaskStatus.SKIPPED, output=skipped_output(refused.key))
+            else:
+                self.finish(task.id, TaskStatus.FAILED, error=f"{CONFLICT}: {refused.message}")
+        except asyncio.CancelledError:
+            if not state.status.finished:
+                self.finish(task.id, TaskStatus.CANCELLED)
+            raise
+        finally:
+            self.keys.entered.discard(task.id)
 
     async def _notify_failure(self, failure: ApplicationError) -> None:
         details = failure.details[0] if failure.details and isinstance(failure.details[0], dict) else {}
@@ -378,9 +436,14 @@ class Interpreter:
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         tasks = {task_id: state.as_json() for task_id, state in self.tasks.items()}
-        workflow.continue_as_new(self.run_input.for_continue_as_new({"tasks": tasks, "context": self.context["tasks"]}))
+        workflow.continue_as_new(
+            self.run_input.for_continue_as_new({"tasks": tasks, "context": self.context["tasks"], **self.keys.carry()})
+        )
 
     async def _run_task(self, task: Task) -> None:
+        if self.keys.wants(task.id, task.concurrency):
+            await self._hold_task(task)
+            return
         state = self.tasks[task.id]
         try:
             if task.when is not None and not is_true(render(task.when, self.context)):
