@@ -224,10 +224,15 @@ async def test_task_level_keys_serialise_one_task_and_skip_or_fail_it(start: Sta
     key = _key()
     queued = TASK_LEVEL.replace("CONFLICT", "queue")
     handles = [await start(queued, {"env": key}) for _ in range(3)]
-    await eventually(
-        lambda: handles[-1].query("status"), within=30, what="the last run's deploy waiting for its key",
-        until=lambda s: any(t["id"] == "deploy" and t.get("waiting_for") == f"deploy-{key}" for t in s["tasks"]),
-    )  # fmt: skip
+
+    async def states() -> list[dict[str, Any]]:
+        return [await handle.query("status") for handle in handles]
+
+    def one_waits(answers: list[dict[str, Any]]) -> bool:
+        return any(t["id"] == "deploy" and t.get("waiting_for") == f"deploy-{key}" for s in answers for t in s["tasks"])
+
+    # which run's deploy asks first is up to the worker; while one holds the key (2 s), another one waits
+    await eventually(states, within=30, what="a run's deploy waiting for its key", until=one_waits)
     await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=60)
     # each run's deploy task ran alone: its started/finished times do not overlap
     spans = []

@@ -341,6 +341,7 @@ async def execution_detail(
         started_by=record.started_by if record else None,
         retry_of=record.retry_of if record else None,
         audit=audit,
+        concurrency=live.get("concurrency"),
     )  # fmt: skip
 
 

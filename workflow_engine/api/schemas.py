@@ -206,6 +206,11 @@ class ExecutionDetail(BaseModel):
     started_by: str | None = None
     audit: list[dict[str, Any]] = Field(default_factory=list)
     retry_of: str | None = Field(None, description="The execution this run retries (started by `retry`).")
+    concurrency: dict[str, Any] | None = Field(
+        None,
+        description="A running run's concurrency keys: `waiting_for` (`run` or a task id -> the key it waits in line "
+        "for) and `run_key` (the key the run holds).",
+    )
 
 
 class Problem(BaseModel):

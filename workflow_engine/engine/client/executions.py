@@ -256,15 +256,16 @@ async def describe_execution(client: Client, execution_id: str, known: Outcome |
         description = await _describe(client, execution_id)
         status = _temporal_status(description)
     if not status.closed:
-        tasks, tasks_source = answer or ([], None)
+        tasks, tasks_source, concurrency = answer or ([], None, None)
         output, error = None, None
     elif (recorded := await _recorded_states(description)) is not None:
-        tasks, tasks_source = recorded, "worker"
+        tasks, tasks_source, concurrency = recorded, "worker", None
         output, error = await _outcome(client, handle, status, known)
     else:
-        (tasks, tasks_source), (output, error) = await _both(
+        (tasks, tasks_source, _), (output, error) = await _both(
             _replayed_states(client, handle), _outcome(client, handle, status, known)
         )
+        concurrency = None
     if status == RunStatus.RUNNING and any(t.get("status") == TaskStatus.WAITING_APPROVAL for t in tasks):
         status = RunStatus.WAITING_APPROVAL
     return {
@@ -277,6 +278,7 @@ async def describe_execution(client: Client, execution_id: str, known: Outcome |
         "started_at": description.start_time.isoformat() if description.start_time else None,
         "finished_at": description.close_time.isoformat() if description.close_time else None,
         "tasks_source": tasks_source,
+        "concurrency": concurrency,
         "never_ran": description.history_length <= _UNRUN_HISTORY_LENGTH,
         "index": await _index_memo(description),
     }
@@ -316,15 +318,17 @@ async def _recorded_states(description: WorkflowExecutionDescription) -> list[di
     return [task for task in tasks if isinstance(task, dict)] if isinstance(tasks, list) else None
 
 
-async def _replayed_states(client: Client, handle: WorkflowHandle[Any, Any]) -> tuple[list[dict[str, Any]], str | None]:
+async def _replayed_states(client: Client, handle: WorkflowHandle[Any, Any]) -> _States:
     """Ask a worker for a closed run's task states (it replays the run to answer)."""
-    return await _task_states(client, handle) or ([], None)
+    return await _task_states(client, handle) or ([], None, None)
 
 
-async def _task_states(
-    client: Client, handle: WorkflowHandle[Any, Any], *, open_only: bool = False
-) -> tuple[list[dict[str, Any]], str | None] | None:
-    """Ask a worker for the task states (the status query); ([], None) when no worker answers in time.
+# the status query's task states, who answered (`worker` or None) and the run's `concurrency` keys (waited for, held)
+_States = tuple[list[dict[str, Any]], str | None, dict[str, Any] | None]
+
+
+async def _task_states(client: Client, handle: WorkflowHandle[Any, Any], *, open_only: bool = False) -> _States | None:
+    """Ask a worker for the task states (the status query); ([], None, None) when no worker answers in time.
 
     With `open_only`, Temporal refuses the query of a closed run without passing it to a worker (None).
     """
@@ -337,10 +341,11 @@ async def _task_states(
         except RPCError as exc:
             if exc.status == RPCStatusCode.UNAVAILABLE:
                 raise
-            return [], None
+            return [], None, None
         except Exception:  # noqa: BLE001 - no worker to answer: still report what Temporal knows
-            return [], None
-    return list(state.get("tasks", [])), "worker"
+            return [], None, None
+    concurrency = state.get("concurrency")
+    return list(state.get("tasks", [])), "worker", concurrency if isinstance(concurrency, dict) else None
 
 
 async def _outcome(
