@@ -118,3 +118,40 @@ def test_dev_stack_runs_stops_on_ctrl_c_and_keeps_its_data(dev: DevStack, dev_en
     assert again["status"] == "completed" and again["output"]["greeting"] == "Hello, dev!"
     assert httpx.get(f"{dev.api}/workflows/hello").json()["revision"] == 1
     assert dev.interrupt() == 0
+
+
+def _child(parent: int, command: str) -> int:
+    """The pid of `parent`'s child whose command line ends with `command` (read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and command.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no {command} process under {parent}")
+
+
+def test_a_killed_worker_is_restarted_and_the_run_it_held_completes(dev: DevStack, dev_env: dict[str, str]) -> None:
+    (Path(dev_env["WORKFLOWS_DIR"]) / "nap.yaml").write_text(
+        "name: nap\ntasks:\n  - id: nap\n    type: sleep\n    config: {duration: 3s}\n"
+        "  - id: done\n    type: set\n    config: {ok: true}\noutput: '${{ tasks.done.output }}'\n"
+    )
+    dev.start()
+    assert dev.proc is not None
+    started = httpx.post(f"{dev.api}/executions/workflows/nap/execute", json={"parameters": {}})
+    assert started.status_code == 202, started.text
+    worker = _child(dev.proc.pid, "worker")
+    os.kill(worker, signal.SIGKILL)
+    restarted = eventually_sync(
+        lambda: _child(dev.proc.pid, "worker") if dev.proc else None, within=30, interval=0.3,
+        what="a new worker", ignore=(AssertionError,),
+    )  # fmt: skip
+    assert restarted != worker
+    done = _finished(dev.api, started.json()["execution_id"])
+    assert done["status"] == "completed" and done["output"] == {"ok": True}, done
+    assert dev.proc.poll() is None  # the supervisor kept going
+    assert dev.interrupt() == 0

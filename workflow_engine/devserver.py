@@ -60,6 +60,10 @@ def wait_for_port(address: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"Temporal did not start listening on {address} within {timeout:.0f}s")
 
 
+# a worker or API that exits this many times in a row within 5 s of its start is not restarted again
+MAX_QUICK_EXITS = 3
+
+
 def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in reversed(processes.values()):
         if proc.poll() is None:
@@ -74,7 +78,7 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def supervise(settings: Settings) -> int:
-    """Start everything, wait until one process exits or Ctrl-C, then stop them all."""
+    """Start everything; restart a worker or API that exits; on Ctrl-C (or Temporal exiting) stop them all."""
     python = [sys.executable, "-m", "workflow_engine"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -95,18 +99,31 @@ def supervise(settings: Settings) -> int:
         if subprocess.call([*python, "migrate"]) != 0:
             console.print("[red]migrations failed[/]")
             return 1
-        processes["worker"] = subprocess.Popen([*python, "worker"], start_new_session=True)
-        processes["api"] = subprocess.Popen([*python, "api"], start_new_session=True)
+        commands = {"worker": [*python, "worker"], "api": [*python, "api"]}
+        started = {name: time.monotonic() for name in commands}
+        quick_exits = dict.fromkeys(commands, 0)
+        for name, command in commands.items():
+            processes[name] = subprocess.Popen(command, start_new_session=True)
         console.print(
             f"[green]ready[/]: API http://{settings.api_host}:{settings.api_port}  "
             f"console http://{settings.api_host}:{settings.api_port}/ui  "
             f"Temporal UI http://localhost:{settings.temporal_ui_port}  (Ctrl-C stops everything)"
         )
         while not stopping:
-            for name, proc in processes.items():
-                if proc.poll() is not None:
+            for name, proc in list(processes.items()):
+                if proc.poll() is None or stopping:
+                    continue
+                # a worker or API that dies (killed, out of memory) comes back, as under a process manager; runs
+                # and registrations live in Temporal and the database, so nothing is lost. Temporal itself, or a
+                # process that keeps dying at start, stops everything.
+                quick_exits[name] = quick_exits.get(name, 0) + 1 if time.monotonic() - started.get(name, 0) < 5 else 1
+                if name not in commands or quick_exits[name] > MAX_QUICK_EXITS:
                     console.print(f"[red]{name} exited with code {proc.returncode}; stopping the others[/]")
                     return 1
+                console.print(f"[yellow]{name} exited with code {proc.returncode}; restarting it[/]")
+                time.sleep(1)
+                started[name] = time.monotonic()
+                processes[name] = subprocess.Popen(commands[name], start_new_session=True)
             time.sleep(0.5)
         return 0
     finally:
