@@ -63,3 +63,16 @@ def test_invalid_params_exit_2_with_the_errors_a_start_gives() -> None:
     assert "Traceback" not in result.output
     bad = CliRunner().invoke(app, ["plan", str(EXAMPLES / "hello.yaml"), "--params", "[1]"])
     assert bad.exit_code == 2 and "must be a JSON object" in bad.output
+
+
+def test_a_string_param_keeps_its_text_and_the_run_key_and_compensations_are_shown() -> None:
+    result = CliRunner().invoke(app, ["plan", str(EXAMPLES / "deploy.yaml"), "-p", "environment=prod",
+                                      "-p", "version=1.0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert '"version": "1.0"' in result.output  # not the number 1.0
+    assert "concurrency of the run: key deploy-prod, at most 1 at once; when taken it waits in line up to 1h" in (
+        " ".join(result.output.split())
+    )
+    trip = CliRunner().invoke(app, ["plan", str(EXAMPLES / "trip_booking.yaml"), "-p", "trip_id=T-1"])
+    assert trip.exit_code == 0, trip.output
+    assert "book_flight (python), book_hotel (python), book_car (python)" in " ".join(trip.output.split())

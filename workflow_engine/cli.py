@@ -260,12 +260,16 @@ def plan(
     if not isinstance(given, dict):
         raise typer.BadParameter("must be a JSON object", param_hint="--params")
     given.update(_parse_param(p) for p in param or [])
+    raw = dict(p.partition("=")[::2] for p in param or [])
     modules = allowed_modules(get_settings())
     try:
         known = activity_types(get_settings())
         definition = parse_definition(file.read_text(encoding="utf-8"), file=str(file), activity_types=known,
                                       python_modules=modules)  # fmt: skip
         children = sibling_children(definition, file.parent, activity_types=known, python_modules=modules)
+        # `-p version=1.0` of a string param is the text "1.0", not the number JSON would read
+        given.update((k, v) for k, v in raw.items() if k in definition.params and
+                     definition.params[k].type in ("string", "datetime"))  # fmt: skip
         planned = plan_run(definition, given, children=children)
     except (OSError, PluginError) as exc:
         console.print(f"[red]{escape(str(exc))}[/]")

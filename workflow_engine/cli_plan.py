@@ -85,6 +85,18 @@ def plan_view(plan: Plan) -> Group:
         table,
         Text.assemble(("worst case: ", "bold"), plan.worst_case.text, path),
     ]
+    keys = [("the run", plan.concurrency)] + [(task.id, task.concurrency) for task in plan.tasks]
+    for holder, key in keys:
+        if key is not None:
+            wait = {"queue": f"waits in line{f' up to {key.timeout}' if key.timeout else ''} (not in the worst case)",
+                    "skip": "skips", "fail": "fails"}[key.on_conflict]  # fmt: skip
+            shown = key.key if key.rendered else f"{key.key} (rendered when it starts)"
+            lines.append(
+                Text(f"concurrency of {holder}: key {shown}, at most {key.limit} at once; when taken it {wait}")
+            )
+    undo = [f"{task.id} ({task.compensate})" for task in plan.tasks if task.compensate]
+    if undo:
+        lines.append(Text(f"compensate (if the run fails, latest completed first): {', '.join(undo)}", style="dim"))
     if plan.on_failure:
         lines.append(Text(f"on_failure (runs only if the run fails): {', '.join(plan.on_failure)}", style="dim"))
     unrendered = [f"  {task.id}.{item.path}: {item.reason}" for task in plan.tasks for item in task.unrendered]

@@ -218,3 +218,32 @@ def test_invalid_params_raise_the_errors_a_start_raises() -> None:
 )
 def test_durations_are_written_short(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
+
+
+def test_concurrency_keys_are_rendered_from_params_and_compensations_listed() -> None:
+    definition = parse_definition(
+        """
+name: plan-keys
+params:
+  env: {type: string, default: prod}
+concurrency: {key: "deploy-${{ params.env }}", timeout: 1h}
+tasks:
+  - id: a
+    type: set
+    config: {x: 1}
+  - id: b
+    depends_on: [a]
+    activity_type: log
+    config: {message: hi}
+    concurrency: {key: "${{ tasks.a.output.x }}", on_conflict: skip, limit: 2}
+    compensate: {activity_type: log, config: {message: "undo ${{ output }}"}}
+"""
+    )
+    planned = plan_run(definition, {"env": "staging"})
+    assert planned.concurrency is not None
+    assert (planned.concurrency.key, planned.concurrency.lock) == ("deploy-staging", "wfe-lock:deploy-staging")
+    assert (planned.concurrency.on_conflict, planned.concurrency.timeout) == ("queue", "1h")
+    b = next(task for task in planned.tasks if task.id == "b")
+    assert b.concurrency is not None and not b.concurrency.rendered and b.concurrency.lock is None
+    assert (b.concurrency.key, b.concurrency.limit) == ("${{ tasks.a.output.x }}", 2)
+    assert b.compensate == "log" and planned.tasks[0].compensate is None

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .concurrency import Concurrency, key_text, lock_id
 from .defaults import (
     DEFAULT_BACKOFF_COEFFICIENT,
     DEFAULT_INITIAL_INTERVAL,
@@ -56,6 +57,17 @@ class FanOut(_Result):
     reason: str | None = None  # why the size is unknown
 
 
+class KeyPlan(_Result):
+    """A `concurrency` key as the run (or task) would ask for it: rendered when the params decide it."""
+
+    key: str  # rendered, or as written when it reads upstream outputs
+    rendered: bool
+    lock: str | None  # the key's lock workflow id (`wfe-lock:<key>`), when rendered
+    limit: int
+    on_conflict: str
+    timeout: str | None  # how long a queued request waits at most (not counted in the worst case)
+
+
 class TaskPlan(_Result):
     """One task as the run would take it."""
 
@@ -72,6 +84,8 @@ class TaskPlan(_Result):
     unrendered: list[Unrendered]
     for_each: FanOut | None
     worst_case: WorstCase  # of the task alone (every retry, every wave)
+    concurrency: KeyPlan | None = None
+    compensate: str | None = None  # the activity type that undoes the task if the run fails
 
 
 class Plan(_Result):
@@ -85,6 +99,23 @@ class Plan(_Result):
     on_failure: list[str]
     critical_path: list[str]
     worst_case: WorstCase
+    concurrency: KeyPlan | None = None
+
+
+def _key_plan(concurrency: Concurrency | None, context: Mapping[str, Any], known: bool) -> KeyPlan | None:
+    """The key a run or a task would ask for, rendered where the params suffice."""
+    if concurrency is None:
+        return None
+    try:
+        key = key_text(render(concurrency.key, context)) if known else None
+    except ExpressionError:  # it reads upstream outputs: known only when the task is about to start
+        key = None
+    timeout = format_seconds(concurrency.timeout.total_seconds()) if concurrency.timeout is not None else None
+    return KeyPlan(
+        key=concurrency.key if key is None else key, rendered=key is not None,
+        lock=lock_id(key) if key is not None else None, limit=concurrency.limit,
+        on_conflict=concurrency.on_conflict, timeout=timeout,
+    )  # fmt: skip
 
 
 def plan_run(
@@ -249,6 +280,7 @@ class _Planner:
             workflow=self.definition.name, revision=revision, params=params or {},
             levels=[grouped[level] for level in sorted(grouped)], tasks=tasks,
             on_failure=[task.id for task in self.definition.on_failure], critical_path=path, worst_case=total,
+            concurrency=_key_plan(self.definition.concurrency, context, params is not None),
         )  # fmt: skip
 
     def _levels(self) -> dict[str, int]:
@@ -280,6 +312,8 @@ class _Planner:
             id=task.id, name=task.display_name, type=task.type, activity_type=getattr(task, "activity_type", None),
             level=level, depends_on=list(self.graph[task.id]), outcome=outcome, reason=reason, when_reads=reads,
             config=config, unrendered=renderer.unrendered, for_each=fan_out, worst_case=worst_case(seconds, note),
+            concurrency=_key_plan(task.concurrency, context, known),
+            compensate=compensation.activity_type if (compensation := getattr(task, "compensate", None)) else None,
         )  # fmt: skip
 
     def _when(self, task: Task, context: Mapping[str, Any], known: bool) -> tuple[Outcome, str | None, list[str]]:
