@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Container
 from typing import Any
 
-from .errors import ExpressionError
-from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names, static_limit_problem
+from .expressions import ROOT_NAMES, iter_templates
 from .graph import UpstreamSets
 from .python_policy import reference_problem
+from .scope_checks import check_expression
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -85,29 +85,5 @@ _RULES = {
 
 
 def _check_expression(where: Loc, source: str, scope: Container[str], forbidden: set[str]) -> list[Problem]:
-    try:
-        names = root_names(source)
-    except ExpressionError as exc:
-        return [(where, str(exc))]
-    problems: list[Problem] = []
-    for name in names:
-        if name not in _NAMES:
-            problems.append((where, f"unknown name {name!r} in {source!r}; use one of {', '.join(_NAMES)}"))
-        elif name in forbidden:
-            problems.append((where, f"{name!r} is available {_RULES[name]} (in {source!r})"))
-    if "secrets" in names and len(names) > 1:
-        problems.append(
-            (where, f"an expression reading secrets may read nothing else: it runs in the worker (in {source!r})")
-        )
-    try:
-        limit = static_limit_problem(source)
-    except ExpressionError as exc:
-        limit = str(exc)
-    if limit is not None:
-        problems.append((where, limit))
-    problems.extend(
-        (where, f"task {ref!r} is neither this task nor upstream of it (in {source!r})")
-        for ref in referenced_tasks(source)
-        if ref not in scope
-    )
-    return problems
+    return check_expression(where, source, scope, forbidden, names=_NAMES, rules=_RULES,
+                            outside="is neither this task nor upstream of it")  # fmt: skip

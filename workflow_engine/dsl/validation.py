@@ -13,12 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from .compensation_checks import check_compensations
-from .errors import ExpressionError
-from .expressions import ROOT_NAMES, iter_templates, referenced_tasks, root_names, static_limit_problem
+from .expressions import ROOT_NAMES, iter_templates
 from .graph import Graph, UpstreamSets, dependencies_of, find_cycle
 from .model import ParamSpec
 from .params import check_value
 from .python_policy import check_python_tasks
+from .scope_checks import check_expression
 
 BUILTIN_ACTIVITY_TYPES = ("http_request", "log", "python", "shell")
 
@@ -180,31 +180,8 @@ def _check_task_expressions(
 def _check_expression(
     where: Loc, source: str, scope: Container[str], task_id: str | None, forbidden: set[str]
 ) -> list[Problem]:
-    try:
-        names = root_names(source)
-    except ExpressionError as exc:
-        return [(where, str(exc))]
-    problems: list[Problem] = []
-    for name in names:
-        if name not in ROOT_NAMES:
-            problems.append((where, f"unknown name {name!r} in {source!r}; use one of {', '.join(ROOT_NAMES)}"))
-        elif name in forbidden:
-            problems.append((where, f"{name!r} is available {_SCOPE_RULES[name]} (in {source!r})"))
-    if "secrets" in names and "secrets" not in forbidden and len(names) > 1:
-        problems.append(
-            (where, f"an expression reading secrets may read nothing else: it runs in the worker (in {source!r})")
-        )
-    try:
-        limit = static_limit_problem(source)  # nesting, cost and size limits that no data can satisfy
-    except ExpressionError as exc:
-        limit = str(exc)
-    if limit is not None:
-        problems.append((where, limit))
-    for ref in referenced_tasks(source):
-        if ref not in scope:
-            why = "is not upstream of this task" if task_id else "does not exist"
-            problems.append((where, f"task {ref!r} {why} (in {source!r})"))
-    return problems
+    outside = "is not upstream of this task" if task_id else "does not exist"
+    return check_expression(where, source, scope, forbidden, names=ROOT_NAMES, rules=_SCOPE_RULES, outside=outside)
 
 
 def _specs(data: dict[str, Any]) -> dict[str, ParamSpec]:
