@@ -56,6 +56,20 @@ class Outcome:
 Runner = Callable[..., Awaitable[Outcome]]
 
 
+async def start_yaml(
+    client: Client, settings: Settings, text: str, params: dict[str, Any] | None = None, *,
+    started_by: str | None = None,
+) -> WorkflowHandle[Any, Any]:  # fmt: skip
+    """Start YAML text on this test's queue (revision 1, its params resolved) without waiting for it."""
+    definition = parse_definition(text, file="test.yaml")
+    execution_id = f"{definition.name}-{uuid.uuid4().hex}"
+    run_input = RunInput(definition=definition.model_dump(mode="json"), revision=1,
+                         params=resolve_params(definition, params or {}), started_by=started_by)  # fmt: skip
+    await start_execution(client, workflow_name=definition.name, execution_id=execution_id,
+                          task_queue=settings.temporal_task_queue, run_input=run_input)  # fmt: skip
+    return client.get_workflow_handle(execution_id)
+
+
 @pytest_asyncio.fixture
 async def run_yaml(client: Client, settings: Settings) -> AsyncIterator[Runner]:
     """Yield a function that runs YAML text to completion on a worker for this test's queue.

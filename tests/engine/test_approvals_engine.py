@@ -23,9 +23,10 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, Work
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from tests.engine.conftest import start_yaml
 from tests.polling import eventually
-from workflow_engine.dsl import parse_definition, resolve_params
-from workflow_engine.engine.client.executions import describe_execution, start_execution
+from workflow_engine.dsl import parse_definition
+from workflow_engine.engine.client.executions import describe_execution
 from workflow_engine.engine.signing import sign, signature
 from workflow_engine.engine.types import SA_WAITING_APPROVAL, SEARCH_ATTRIBUTES, RunInput
 from workflow_engine.settings import Settings
@@ -75,21 +76,7 @@ async def start(client: Client, settings: Settings) -> AsyncIterator[Starter]:
     """Yield a function that starts YAML text (as `started_by`) on a worker running for the whole test."""
 
     async def run(text: str, params: dict[str, Any] | None = None, *, started_by: str | None = "dana") -> Handle:
-        definition = parse_definition(text, file="test.yaml")
-        execution_id = f"{definition.name}-{uuid.uuid4().hex}"
-        await start_execution(
-            client,
-            workflow_name=definition.name,
-            execution_id=execution_id,
-            task_queue=settings.temporal_task_queue,
-            run_input=RunInput(
-                definition=definition.model_dump(mode="json"),
-                revision=1,
-                params=resolve_params(definition, params or {}),
-                started_by=started_by,
-            ),
-        )
-        return client.get_workflow_handle(execution_id)
+        return await start_yaml(client, settings, text, params, started_by=started_by)
 
     async with build_worker(client, settings.model_copy(update={"approval_signing_key": KEY.decode()})):
         yield run

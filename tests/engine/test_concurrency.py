@@ -14,15 +14,12 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Replayer
 
-from tests.engine.conftest import max_overlap
+from tests.engine.conftest import max_overlap, start_yaml
 from tests.engine.record_histories import HISTORIES, SCENARIOS
 from tests.engine.test_replay import _patches
 from tests.polling import eventually
-from workflow_engine.dsl import parse_definition, resolve_params
 from workflow_engine.dsl.concurrency import lock_id
-from workflow_engine.engine.client.executions import start_execution
 from workflow_engine.engine.concurrency import CONCURRENCY_PATCH, LOCK_RELEASE_SIGNAL, LOCK_STATE_QUERY
-from workflow_engine.engine.types import RunInput
 from workflow_engine.engine.workflow.lock import KeyLock
 from workflow_engine.settings import Settings
 from workflow_engine.worker import build_worker, workflow_runner
@@ -60,20 +57,7 @@ async def start(client: Client, settings: Settings, workflows_dir: Path) -> Asyn
     (workflows_dir / "clock.py").write_text(CLOCK)
 
     async def go(text: str, params: dict[str, Any] | None = None) -> Handle:
-        definition = parse_definition(text, file="test.yaml")
-        execution_id = f"{definition.name}-{uuid.uuid4().hex}"
-        await start_execution(
-            client,
-            workflow_name=definition.name,
-            execution_id=execution_id,
-            task_queue=settings.temporal_task_queue,
-            run_input=RunInput(
-                definition=definition.model_dump(mode="json"),
-                revision=1,
-                params=resolve_params(definition, params or {}),
-            ),
-        )
-        return client.get_workflow_handle(execution_id)
+        return await start_yaml(client, settings, text, params)
 
     async with build_worker(client, settings):
         yield go
