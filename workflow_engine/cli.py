@@ -270,7 +270,7 @@ def plan(
         # `-p version=1.0` of a string param is the text "1.0", not the number JSON would read
         given.update((k, v) for k, v in raw.items() if k in definition.params and
                      definition.params[k].type in ("string", "datetime"))  # fmt: skip
-        planned = plan_run(definition, given, children=children)
+        planned = plan_run(definition, given, children=children, task_queue=get_settings().temporal_task_queue)
     except (OSError, PluginError) as exc:
         console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None

@@ -287,3 +287,31 @@ async def test_a_paid_trip_keeps_its_bookings(api: httpx.AsyncClient) -> None:
     assert set(done["output"]) == {"flight", "hotel", "car", "receipt"}
     assert all(task.get("compensation") is None for task in done["tasks"])
     assert _tasks(done)["tell_customer"]["status"] == "pending"
+
+
+DEPLOY = "/executions/workflows/deploy/execute"
+
+
+async def test_deploys_to_one_environment_run_one_at_a_time_in_arrival_order_and_others_in_parallel(
+    api: httpx.AsyncClient,
+) -> None:
+    environment = ("dev", "staging", "prod")[int(time.time()) % 3]  # runs of other tests hold other keys
+    other = next(e for e in ("dev", "staging", "prod") if e != environment)
+    same = [await _start(api, DEPLOY, {"parameters": {"environment": environment, "version": f"1.{n}",
+                                                      "seconds": 1}}) for n in range(3)]  # fmt: skip
+    parallel = await _start(api, DEPLOY, {"parameters": {"environment": other, "version": "9.0", "seconds": 1}})
+    waiting = await _until(api, same[-1], lambda b: bool((b.get("concurrency") or {}).get("waiting_for")))
+    assert waiting["status"] == "running" and waiting["concurrency"]["waiting_for"] == {"run": f"deploy-{environment}"}
+    page = await api.get(f"/ui/runs/{same[-1]}")
+    assert page.status_code == 200 and 'data-testid="waiting-for-key"' in page.text
+    assert f"deploy-{environment}" in page.text.split('data-testid="waiting-for-key"', 1)[1].split("</p>", 1)[0]
+    outputs = []
+    for execution_id in [*same, parallel]:
+        done = await _until(api, execution_id, _finished, limit=60)
+        assert done["status"] == "completed", done
+        assert done["concurrency"] is None
+        outputs.append(done["output"])
+    spans = [(o["started_at"], o["finished_at"]) for o in outputs[:3]]
+    assert [o["version"] for o in outputs[:3]] == ["1.0", "1.1", "1.2"]
+    assert spans == sorted(spans) and all(spans[i][1] <= spans[i + 1][0] for i in range(2)), spans  # in line
+    assert outputs[3]["started_at"] < spans[0][1]  # the other environment did not wait for this one

@@ -104,9 +104,10 @@ def test_each_mistake_is_an_issue_at_its_line(case: str) -> None:
 
 
 def test_lock_ids_keep_short_keys_and_hash_long_or_unprintable_ones() -> None:
-    assert lock_id("prod") == "wfe-lock:prod"
-    long = lock_id("x" * (MAX_KEY_CHARS + 1))
-    assert long.startswith("wfe-lock:sha256:") and len(long) == len("wfe-lock:sha256:") + 64
-    assert lock_id("a\nb") != lock_id("a b") and lock_id("a\nb").startswith("wfe-lock:sha256:")
-    assert lock_id("x" * (MAX_KEY_CHARS + 1)) == long  # stable: every process finds the same lock
+    assert lock_id("prod", "workflow-engine") == "wfe-lock:workflow-engine:prod"
+    assert lock_id("prod", "staging-queue") != lock_id("prod", "workflow-engine")  # deployments never share a lock
+    long = lock_id("x" * (MAX_KEY_CHARS + 1), "q")
+    assert long.startswith("wfe-lock:q:sha256:") and len(long) == len("wfe-lock:q:sha256:") + 64
+    assert lock_id("a\nb", "q") != lock_id("a b", "q") and lock_id("a\nb", "q").startswith("wfe-lock:q:sha256:")
+    assert lock_id("x" * (MAX_KEY_CHARS + 1), "q") == long  # stable: every process finds the same lock
     assert (key_text("prod"), key_text(3), key_text({"b": 1, "a": [2]})) == ("prod", "3", '{"a":[2],"b":1}')

@@ -239,9 +239,9 @@ tasks:
     compensate: {activity_type: log, config: {message: "undo ${{ output }}"}}
 """
     )
-    planned = plan_run(definition, {"env": "staging"})
+    planned = plan_run(definition, {"env": "staging"}, task_queue="q")
     assert planned.concurrency is not None
-    assert (planned.concurrency.key, planned.concurrency.lock) == ("deploy-staging", "wfe-lock:deploy-staging")
+    assert (planned.concurrency.key, planned.concurrency.lock) == ("deploy-staging", "wfe-lock:q:deploy-staging")
     assert (planned.concurrency.on_conflict, planned.concurrency.timeout) == ("queue", "1h")
     b = next(task for task in planned.tasks if task.id == "b")
     assert b.concurrency is not None and not b.concurrency.rendered and b.concurrency.lock is None

@@ -42,8 +42,13 @@ def key_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def lock_id(key: str) -> str:
-    """The workflow id of the lock of `key`: the key itself when short and printable, else its SHA-256."""
+def lock_id(key: str, task_queue: str) -> str:
+    """The workflow id of the lock of `key` for the deployment on `task_queue`: `wfe-lock:<queue>:<key>`.
+
+    The key is hashed (SHA-256) when long or not printable. The task queue is part of the id because the lock runs
+    on the deployment's workers: two deployments sharing a namespace (staging beside production, test runs) never
+    share a lock whose workers may be gone.
+    """
     if key and len(key) <= MAX_KEY_CHARS and key.isprintable():
-        return f"{LOCK_ID_PREFIX}{key}"
-    return f"{LOCK_ID_PREFIX}sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+        return f"{LOCK_ID_PREFIX}{task_queue}:{key}"
+    return f"{LOCK_ID_PREFIX}{task_queue}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"

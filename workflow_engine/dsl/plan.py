@@ -102,8 +102,10 @@ class Plan(_Result):
     concurrency: KeyPlan | None = None
 
 
-def _key_plan(concurrency: Concurrency | None, context: Mapping[str, Any], known: bool) -> KeyPlan | None:
-    """The key a run or a task would ask for, rendered where the params suffice."""
+def _key_plan(
+    concurrency: Concurrency | None, context: Mapping[str, Any], known: bool, task_queue: str | None
+) -> KeyPlan | None:
+    """The key a run or a task would ask for, rendered where the params suffice (its lock's id with the queue)."""
     if concurrency is None:
         return None
     try:
@@ -113,7 +115,7 @@ def _key_plan(concurrency: Concurrency | None, context: Mapping[str, Any], known
     timeout = format_seconds(concurrency.timeout.total_seconds()) if concurrency.timeout is not None else None
     return KeyPlan(
         key=concurrency.key if key is None else key, rendered=key is not None,
-        lock=lock_id(key) if key is not None else None, limit=concurrency.limit,
+        lock=lock_id(key, task_queue) if key is not None and task_queue else None, limit=concurrency.limit,
         on_conflict=concurrency.on_conflict, timeout=timeout,
     )  # fmt: skip
 
@@ -124,17 +126,18 @@ def plan_run(
     *,
     revision: int | None = None,
     children: Mapping[str, WorkflowDefinition] | None = None,
+    task_queue: str | None = None,
 ) -> Plan:
     """Plan a run of `definition` with the `given` params (resolved as a start resolves them).
 
     `children` are the definitions `workflow` tasks would start (by name); a child not given has an unknown
-    duration.
+    duration. `task_queue` (the deployment's) names the locks of concurrency keys.
 
     Raises:
         DslError: The params are invalid (the same issues a start reports).
     """
     params = resolve_params(definition, dict(given))
-    return _Planner(definition, children or {}, frozenset()).plan(params, revision)
+    return _Planner(definition, children or {}, frozenset(), task_queue).plan(params, revision)
 
 
 def worst_case(seconds: float, note: str | None = None) -> WorstCase:
@@ -257,9 +260,14 @@ class _Planner:
     """Plans one definition; `seen` holds the workflows above it (a child starting its parent is unknown)."""
 
     def __init__(
-        self, definition: WorkflowDefinition, children: Mapping[str, WorkflowDefinition], seen: frozenset[str]
+        self,
+        definition: WorkflowDefinition,
+        children: Mapping[str, WorkflowDefinition],
+        seen: frozenset[str],
+        task_queue: str | None,
     ) -> None:
         self.definition, self.children, self.seen = definition, children, seen | {definition.name}
+        self.task_queue = task_queue
         self.graph: Graph = task_graph(definition.tasks)
 
     def plan(self, params: dict[str, Any] | None, revision: int | None) -> Plan:
@@ -280,7 +288,7 @@ class _Planner:
             workflow=self.definition.name, revision=revision, params=params or {},
             levels=[grouped[level] for level in sorted(grouped)], tasks=tasks,
             on_failure=[task.id for task in self.definition.on_failure], critical_path=path, worst_case=total,
-            concurrency=_key_plan(self.definition.concurrency, context, params is not None),
+            concurrency=_key_plan(self.definition.concurrency, context, params is not None, self.task_queue),
         )  # fmt: skip
 
     def _levels(self) -> dict[str, int]:
@@ -312,7 +320,7 @@ class _Planner:
             id=task.id, name=task.display_name, type=task.type, activity_type=getattr(task, "activity_type", None),
             level=level, depends_on=list(self.graph[task.id]), outcome=outcome, reason=reason, when_reads=reads,
             config=config, unrendered=renderer.unrendered, for_each=fan_out, worst_case=worst_case(seconds, note),
-            concurrency=_key_plan(task.concurrency, context, known),
+            concurrency=_key_plan(task.concurrency, context, known, self.task_queue),
             compensate=compensation.activity_type if (compensation := getattr(task, "compensate", None)) else None,
         )  # fmt: skip
 
@@ -383,7 +391,7 @@ class _Planner:
                     params = resolve_params(child, given)
                 except Exception:  # noqa: BLE001 - the run fails that task: its params cannot decide anything here
                     params = None
-            planned = _Planner(child, self.children, self.seen).plan(params, None).worst_case
+            planned = _Planner(child, self.children, self.seen, self.task_queue).plan(params, None).worst_case
             seconds = _INF if planned.seconds is None else planned.seconds
             note = planned.text
         limit = min(filter(None, (task.timeout, child.timeout if child else None)), default=None)
@@ -424,7 +432,12 @@ def _config_of(task: Task) -> Any:
 
 
 def plan_stored(
-    text: str, *, given: Mapping[str, Any], revision: int | None, children: Mapping[str, dict[str, Any]]
+    text: str,
+    *,
+    given: Mapping[str, Any],
+    revision: int | None,
+    children: Mapping[str, dict[str, Any]],
+    task_queue: str | None = None,
 ) -> Plan:
     """Plan a stored revision given as JSON text (what `api/registration.off_loop` sends to another process).
 
@@ -433,4 +446,4 @@ def plan_stored(
     """
     definition = WorkflowDefinition.from_stored(json.loads(text))
     known = {name: WorkflowDefinition.from_stored(stored) for name, stored in children.items()}
-    return plan_run(definition, given, revision=revision, children=known)
+    return plan_run(definition, given, revision=revision, children=known, task_queue=task_queue)

@@ -221,7 +221,12 @@ async def graph(
 
 @router.post("/{workflow_id}/plan", response_model=PlanResponse, responses=_ERRORS)
 async def plan(
-    workflow_id: str, body: PlanRequest, session: SessionDep, definitions: DefinitionsDep, _caller: Viewer
+    workflow_id: str,
+    body: PlanRequest,
+    session: SessionDep,
+    definitions: DefinitionsDep,
+    settings: SettingsDep,
+    _caller: Viewer,
 ) -> PlanResponse:
     """What a run with these parameters would do, without starting one (like reading the definition: viewer).
 
@@ -238,7 +243,7 @@ async def plan(
     await session.close()
     stored = {name: child.definition for name, child in children.items()}
     return await off_loop(plan_stored, json.dumps(pinned.stored), given=body.parameters, revision=pinned.number,
-                          children=stored)  # fmt: skip
+                          children=stored, task_queue=settings.temporal_task_queue)  # fmt: skip
 
 
 @router.delete("/{workflow_id}", status_code=204, responses=_ERRORS)

@@ -118,7 +118,11 @@ class Keys:
 
     async def _acquire(self, scope: str, concurrency: Concurrency, key: str, state: TaskState | None) -> Held:
         info = workflow.info()
-        held = Held(key=key, lock=lock_id(key), request_id=f"{info.workflow_id}/{scope}/{workflow.uuid4().hex[:12]}")
+        held = Held(
+            key=key,
+            lock=lock_id(key, info.task_queue),
+            request_id=f"{info.workflow_id}/{scope}/{workflow.uuid4().hex[:12]}",
+        )
         request = LockRequest(held.request_id, info.workflow_id, concurrency.limit, concurrency.on_conflict)
         try:
             answer = await workflow.execute_local_activity(
