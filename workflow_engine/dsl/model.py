@@ -141,28 +141,37 @@ class _FanOut(_Closed):
         return self
 
 
-# `compensate:` (dsl/compensation.py) builds on RetryPolicy and Timeouts above, so it is imported here.
-from .compensation import Compensation  # noqa: E402
+class _ActivitySpec(_Closed):
+    """What runs an activity: its type and config, timeouts, retry policy and queue (shared by tasks and undos)."""
 
-
-class ActivityTask(_TaskBase, _FanOut):
-    """A step run by a worker activity (`log`, `python`, `http_request`, `shell`, plugins)."""
-
-    type: Literal["activity"] = "activity"
     activity_type: str
     config: dict[str, Any] = Field(default_factory=dict)
     timeout: Duration | None = None
     timeouts: Timeouts | None = None
     retry_policy: RetryPolicy | None = None
     task_queue: str | None = Field(None, min_length=1, max_length=200)
-    compensate: Compensation | None = Field(None, description="Undoes this task when the run fails or is cancelled.")
 
     @model_validator(mode="after")
-    def _one_start_to_close(self) -> ActivityTask:
+    def _one_start_to_close(self) -> _ActivitySpec:
         """`timeout` is shorthand for `timeouts.start_to_close`; both at once are ambiguous."""
         if self.timeout is not None and self.timeouts is not None and self.timeouts.start_to_close is not None:
             raise ValueError("set either timeout or timeouts.start_to_close, not both")
         return self
+
+
+class Compensation(_ActivitySpec):
+    """`compensate:` on a task: an activity that undoes it, with the task's `output` (and `task.output`) in scope.
+
+    Each setting left out falls back to the definition's `defaults`, then the engine's. A `for_each` task is
+    compensated once per completed item, with that item's `output`, `item` and `index`.
+    """
+
+
+class ActivityTask(_TaskBase, _FanOut, _ActivitySpec):
+    """A step run by a worker activity (`log`, `python`, `http_request`, `shell`, plugins)."""
+
+    type: Literal["activity"] = "activity"
+    compensate: Compensation | None = Field(None, description="Undoes this task when the run fails or is cancelled.")
 
 
 class ApprovalConfig(_Closed):

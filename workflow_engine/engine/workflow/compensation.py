@@ -17,8 +17,7 @@ from typing import Any
 from temporalio import workflow
 
 from workflow_engine.dsl import ExpressionError, Task, WorkflowDefinition, render
-from workflow_engine.dsl.compensation import Compensation
-from workflow_engine.dsl.model import ActivityTask
+from workflow_engine.dsl.model import ActivityTask, Compensation
 
 from ..types import COMPENSATE_PATCH, TaskState, TaskStatus
 from .steps import StepFailed, Steps
